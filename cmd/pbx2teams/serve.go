@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/api"
+	"github.com/pbx2teams/pbx2teams/metrics"
+	"github.com/pbx2teams/pbx2teams/portal"
+	"github.com/pbx2teams/pbx2teams/postgres"
+	"github.com/pbx2teams/pbx2teams/secrets"
+	"github.com/pbx2teams/pbx2teams/sqlite"
+)
+
+// config is what serve is run with.
+type config struct {
+	dataDir       string
+	httpAddr      string
+	database      string
+	sandbox       bool
+	key           string
+	logLevel      string
+	secureCookies bool
+	adminEmail    string
+}
+
+func serve(ctx context.Context, args []string) error {
+	var c config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.dataDir, "data", "./data", "data directory (SQLite database, key file)")
+	fs.StringVar(&c.httpAddr, "http", "127.0.0.1:8080", "portal and API listen address")
+	fs.StringVar(&c.database, "database", "", "database URL: empty for SQLite in the data directory, postgres://… for PostgreSQL")
+	fs.BoolVar(&c.sandbox, "sandbox", false, "use the built-in simulated Microsoft 365 tenant instead of Microsoft")
+	fs.StringVar(&c.key, "key", "", "SIP password encryption key (64 hex characters); default: generated key file in the data directory")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.secureCookies, "secure-cookies", false, "mark cookies Secure (set when the portal is served over HTTPS)")
+	fs.StringVar(&c.adminEmail, "admin-email", "admin@localhost", "email of the operator admin created on first start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	log, err := newLogger(c.logLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+
+	app, err := open(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer app.close()
+
+	ln, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another pbx2teams running? use --http to pick another address)", c.httpAddr, err)
+	}
+	srv := &http.Server{Handler: app.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("pbx2teams started", "version", version, "portal", "http://"+ln.Addr().String()+"/", "sandbox", c.sandbox)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// app is the wired service.
+type app struct {
+	store   pbx2teams.Store
+	svc     *pbx2teams.Service
+	handler http.Handler
+	closers []func()
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// open opens the store and wires every plane. It is shared by serve and the
+// end-to-end tests.
+func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	key, err := secrets.LoadOrCreateKey(c.key, filepath.Join(c.dataDir, "secret.key"))
+	if err != nil {
+		return nil, err
+	}
+	box, err := secrets.NewBox(key)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{}
+	switch {
+	case c.database == "":
+		path := filepath.Join(c.dataDir, "pbx2teams.db")
+		st, err := sqlite.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+		}
+		a.store = st
+	case strings.HasPrefix(c.database, "postgres://"), strings.HasPrefix(c.database, "postgresql://"):
+		st, err := postgres.Open(ctx, c.database)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL: %w", err)
+		}
+		a.store = st
+	default:
+		return nil, errors.New("--database must be empty (SQLite) or a postgres:// URL")
+	}
+	a.closers = append(a.closers, func() { a.store.Close() })
+
+	a.svc = pbx2teams.NewService(a.store, box, log)
+	created, password, err := a.svc.Bootstrap(ctx, "Operator", c.adminEmail)
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("first-start setup: %w", err)
+	}
+	if created {
+		// Shown once, on the terminal only: the hash alone is stored.
+		fmt.Fprintf(os.Stderr, "\n  First start: operator admin created.\n    email:    %s\n    password: %s\n  This password is shown only now; change it after signing in.\n\n", c.adminEmail, password)
+	}
+
+	reg := metrics.NewRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log}))
+	mux.Handle("GET /metrics", reg.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		cctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.store.Ping(cctx); err != nil {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log}))
+	a.handler = reg.Instrument(mux, routeClass)
+	return a, nil
+}
+
+// routeClass names a request's route for metrics without its IDs.
+func routeClass(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/api/"):
+		return "api"
+	case p == "/metrics", p == "/healthz", p == "/readyz":
+		return p[1:]
+	case strings.HasPrefix(p, "/static/"):
+		return "static"
+	}
+	return "portal"
+}
