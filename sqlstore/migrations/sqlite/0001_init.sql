@@ -96,6 +96,7 @@ CREATE INDEX users_upn ON users (account_id, upn_key);
 CREATE INDEX users_phone ON users (account_id, phone_number) WHERE phone_number <> '';
 CREATE UNIQUE INDEX users_contact ON users (contact_user) WHERE contact_user <> '';
 CREATE INDEX users_configured ON users (id) WHERE type <> '';
+CREATE INDEX users_type ON users (account_id, type) WHERE type <> '';
 
 CREATE TABLE audit (
 	id           INTEGER PRIMARY KEY AUTOINCREMENT,
