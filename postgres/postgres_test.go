@@ -1,0 +1,159 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/postgres"
+	"github.com/pbx2teams/pbx2teams/storetest"
+)
+
+// envURL names the server the tests use: a postgres:// URL of a role that
+// may create databases (scripts/test-postgres.sh prints one).
+const envURL = "PBX2TEAMS_TEST_POSTGRES"
+
+// adminURL returns the server URL, skipping the test when it is unset
+// (failing under CI, which must never skip silently).
+func adminURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(envURL)
+	if u == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set; CI must run the PostgreSQL store tests (see scripts/test-postgres.sh)", envURL)
+		}
+		t.Skipf("%s is not set; run scripts/test-postgres.sh and export its URL to test PostgreSQL", envURL)
+	}
+	return u
+}
+
+var (
+	adminOnce sync.Once
+	adminDB   *sql.DB
+	adminErr  error
+)
+
+// admin returns a shared connection to the server's maintenance database,
+// used to create and drop the per-test databases.
+func admin(t testing.TB, u string) *sql.DB {
+	t.Helper()
+	adminOnce.Do(func() {
+		adminDB, adminErr = sql.Open("pgx", u)
+		if adminErr == nil {
+			adminDB.SetMaxOpenConns(2)
+		}
+	})
+	if adminErr != nil {
+		t.Fatal(adminErr)
+	}
+	return adminDB
+}
+
+// freshURL creates an empty database for the test, dropped at cleanup, and
+// returns its URL.
+func freshURL(t testing.TB) string {
+	t.Helper()
+	base := adminURL(t)
+	db := admin(t, base)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "pbx2teams_test_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The name is ours (hex), so it is safe to splice into the statement.
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", envURL, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func openFresh(t *testing.T) pbx2teams.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, freshURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after the drop, so it runs first.
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, openFresh)
+}
+
+// TestConcurrentOpen checks that nodes starting together on an empty
+// database migrate it once, without failing.
+func TestConcurrentOpen(t *testing.T) {
+	u := freshURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const nodes = 4
+	stores := make([]pbx2teams.Store, nodes)
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = postgres.Open(ctx, u)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("schema_migrations has %d rows, want 1", n)
+	}
+	a := &pbx2teams.Account{Kind: pbx2teams.KindOperator, Name: "op"}
+	if err := stores[0].CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[nodes-1].Account(ctx, a.ID); err != nil {
+		t.Errorf("account written by one node not read by another: %v", err)
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Port 1 on loopback refuses connections.
+	if s, err := postgres.Open(ctx, "postgres://x:y@127.0.0.1:1/db?sslmode=disable&connect_timeout=5"); err == nil {
+		s.Close()
+		t.Fatal("Open of an unreachable server succeeded")
+	}
+}
