@@ -1,0 +1,156 @@
+package registration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	pbx2teams "github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/internal/testpeer/kamailio"
+	"github.com/pbx2teams/pbx2teams/sip/sipx"
+)
+
+func testLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("REG_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// newStack listens on 127.0.0.1 free ports for the given transports.
+func newStack(t testing.TB, cfg sipx.StackConfig, transports ...string) *sipx.Stack {
+	t.Helper()
+	for _, tr := range transports {
+		cfg.Listen = append(cfg.Listen, sipx.Listen{Transport: tr, Addr: "127.0.0.1:0"})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger()
+	}
+	st, err := sipx.NewStack(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Start()
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newEngine runs an engine with test-friendly timers; fields set in cfg win.
+func newEngine(t testing.TB, cfg Config) *Engine {
+	t.Helper()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = time.Second
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = 4 * time.Second
+	}
+	if cfg.StartJitter == 0 {
+		cfg.StartJitter = 50 * time.Millisecond
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger()
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		e.Close()
+		<-done
+	})
+	return e
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func state(t testing.TB, e *Engine, id string) pbx2teams.RegistrationState {
+	t.Helper()
+	s, ok := e.State(id)
+	if !ok {
+		t.Fatalf("no state for %s", id)
+	}
+	return s
+}
+
+func allRegistered(e *Engine, ids ...string) bool {
+	for _, id := range ids {
+		s, ok := e.State(id)
+		if !ok || s.State != pbx2teams.RegRegistered {
+			return false
+		}
+	}
+	return true
+}
+
+// kamAccounts makes n subscribers on k and matching accounts.
+func kamAccounts(t testing.TB, k *kamailio.Server, prefix, transport string, n int) []Account {
+	t.Helper()
+	var subs []kamailio.Subscriber
+	var accs []Account
+	for i := 0; i < n; i++ {
+		user := fmt.Sprintf("%s%d", prefix, 100+i)
+		pass := fmt.Sprintf("pw-%s-%d", prefix, i)
+		subs = append(subs, kamailio.Subscriber{Username: user, Password: pass})
+		accs = append(accs, Account{UserID: "u-" + user, AccountID: "acct-" + prefix, Domain: k.Domain(),
+			OutboundProxy: k.Addr(), Transport: transport, Username: user, Password: pass,
+			ContactUser: "c" + strings.ReplaceAll(user, "-", "") + "x9f3"})
+	}
+	if err := k.AddSubscribers(subs...); err != nil {
+		t.Fatal(err)
+	}
+	return accs
+}
+
+func bindingsByAoR(t testing.TB, k *kamailio.Server) map[string]kamailio.Binding {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bs, err := k.Bindings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]kamailio.Binding{}
+	for _, b := range bs {
+		if _, dup := m[b.AoR]; dup {
+			t.Errorf("two bindings for %s", b.AoR)
+		}
+		m[b.AoR] = b
+	}
+	return m
+}
+
+func kamStat(t testing.TB, k *kamailio.Server, name string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := k.Stat(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -1,0 +1,226 @@
+package registration
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	pbx2teams "github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/internal/testpeer/kamailio"
+	"github.com/pbx2teams/pbx2teams/sip/sipx"
+)
+
+// Users register with Kamailio over UDP, Kamailio holds their bindings
+// with our Contacts, refreshes come before the (short) granted expiry and
+// reuse the nonce, and Remove deletes the binding at Kamailio.
+func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
+	k := kamailio.StartT(t, kamailio.Options{MaxExpires: 3, DefaultExpires: 3})
+	st := newStack(t, sipx.StackConfig{}, "udp")
+	e := newEngine(t, Config{Stack: st})
+	const n = 20
+	accs := kamAccounts(t, k, "udp", "udp", n)
+	var ids []string
+	for _, a := range accs {
+		if err := e.Set(a); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.UserID)
+	}
+	waitFor(t, 10*time.Second, "all registered", func() bool { return allRegistered(e, ids...) })
+
+	bs := bindingsByAoR(t, k)
+	if len(bs) != n {
+		t.Fatalf("kamailio has %d bindings, want %d", len(bs), n)
+	}
+	firstCSeq := map[string]int{}
+	for _, a := range accs {
+		b, ok := bs[a.Username]
+		want := "sip:" + a.ContactUser + "@127.0.0.1:" + strconv.Itoa(st.Port("udp")) + ";transport=udp"
+		if !ok || b.Contact != want {
+			t.Fatalf("binding of %s = %+v, want contact %s", a.Username, b, want)
+		}
+		if b.Expires > 3 {
+			t.Errorf("binding of %s expires in %d s, Kamailio grants at most 3", a.Username, b.Expires)
+		}
+		if b.UserAgent != "pbx2teams" {
+			t.Errorf("User-Agent %q", b.UserAgent)
+		}
+		firstCSeq[a.Username] = b.CSeq
+		s := state(t, e, a.UserID)
+		if s.LastSuccess == nil || s.NextRefresh == nil || s.NextRefresh.Sub(*s.LastSuccess) >= 3*time.Second {
+			t.Errorf("%s: next refresh %v not before the 3 s expiry after %v", a.UserID, s.NextRefresh, s.LastSuccess)
+		}
+		if s.PBXAddress != "udp:"+k.Addr() {
+			t.Errorf("PBX address %q", s.PBXAddress)
+		}
+	}
+
+	// Over two expiry periods every binding stays and is refreshed (same
+	// Call-ID, higher CSeq).
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		bs = bindingsByAoR(t, k)
+		if len(bs) != n {
+			t.Fatalf("a binding lapsed: %d of %d left", len(bs), n)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, a := range accs {
+		if b := bs[a.Username]; b.CSeq <= firstCSeq[a.Username] {
+			t.Errorf("%s not refreshed: CSeq %d", a.Username, b.CSeq)
+		}
+	}
+	// Refreshes answered the last challenge pre-emptively: only the first
+	// REGISTER of each user was challenged.
+	received := kamStat(t, k, "core:rcv_requests_register")
+	accepted := kamStat(t, k, "registrar:accepted_regs")
+	if accepted < 3*n {
+		t.Fatalf("only %d accepted registrations for %d users over 3 periods", accepted, n)
+	}
+	if challenged := received - accepted; challenged > n+2 {
+		t.Errorf("%d REGISTERs challenged for %d users: refreshes are not pre-authenticated", challenged, n)
+	}
+	st0 := e.Stats()
+	if st0.ByState[pbx2teams.RegRegistered] != n || st0.RegistersSent < uint64(accepted) {
+		t.Errorf("stats %+v", st0)
+	}
+
+	// Remove: the binding goes away, the others stay.
+	e.Remove(accs[0].UserID)
+	waitFor(t, 5*time.Second, "binding removed", func() bool {
+		_, ok := bindingsByAoR(t, k)[accs[0].Username]
+		return !ok
+	})
+	if _, ok := e.State(accs[0].UserID); ok {
+		t.Error("removed user still has a state")
+	}
+	if bs := bindingsByAoR(t, k); len(bs) != n-1 {
+		t.Errorf("%d bindings after one removal", len(bs))
+	}
+}
+
+// TCP transport, SHA-256 digest and nonce-count checking at Kamailio.
+func TestKamailioTCPSHA256(t *testing.T) {
+	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"tcp"}, Algorithm: "SHA-256",
+		NonceCount: true, MaxExpires: 2, DefaultExpires: 2})
+	st := newStack(t, sipx.StackConfig{}, "tcp")
+	e := newEngine(t, Config{Stack: st})
+	accs := kamAccounts(t, k, "tcp", "tcp", 5)
+	for _, a := range accs {
+		if err := e.Set(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "registered", func() bool {
+		for _, a := range accs {
+			if !allRegistered(e, a.UserID) {
+				return false
+			}
+		}
+		return true
+	})
+	bs := bindingsByAoR(t, k)
+	for _, a := range accs {
+		b := bs[a.Username]
+		if !strings.HasSuffix(b.Contact, ";transport=tcp") || !strings.HasPrefix(b.Socket, "tcp:") {
+			t.Errorf("binding %+v is not over TCP", b)
+		}
+	}
+	// Refreshes with nc=2,3,... are accepted by Kamailio's nonce-count check.
+	acc0 := kamStat(t, k, "registrar:accepted_regs")
+	waitFor(t, 10*time.Second, "two refresh rounds", func() bool {
+		return kamStat(t, k, "registrar:accepted_regs") >= acc0+2*int64(len(accs))
+	})
+	if rec, acc := kamStat(t, k, "core:rcv_requests_register"), kamStat(t, k, "registrar:accepted_regs"); rec-acc > int64(len(accs))+1 {
+		t.Errorf("received %d, accepted %d: refreshes were challenged", rec, acc)
+	}
+}
+
+// A wrong password stops after one answered challenge, with the PBX's
+// status; fixing the password re-registers at once.
+func TestKamailioWrongPassword(t *testing.T) {
+	k := kamailio.StartT(t, kamailio.Options{})
+	st := newStack(t, sipx.StackConfig{}, "udp")
+	e := newEngine(t, Config{Stack: st})
+	acc := kamAccounts(t, k, "wp", "udp", 1)[0]
+	good := acc.Password
+	acc.Password = "wrong"
+	if err := e.Set(acc); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "failed", func() bool { return state(t, e, acc.UserID).State == pbx2teams.RegFailed })
+	s := state(t, e, acc.UserID)
+	if s.StatusCode != 401 || s.Reason != "Unauthorized" || s.NextRefresh != nil {
+		t.Fatalf("state %+v, want 401 Unauthorized and no retry", s)
+	}
+	// Well past several backoff periods, Kamailio saw just the challenged
+	// REGISTER and the refused answer.
+	time.Sleep(3 * time.Second)
+	if got := kamStat(t, k, "core:rcv_requests_register"); got != 2 {
+		t.Fatalf("Kamailio received %d REGISTERs, want 2 (no retry storm)", got)
+	}
+	if e.Stats().Failures["401"] != 1 {
+		t.Errorf("failures %v", e.Stats().Failures)
+	}
+	acc.Password = good
+	if err := e.Set(acc); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "registered after the fix", func() bool { return allRegistered(e, acc.UserID) })
+	if s := state(t, e, acc.UserID); s.StatusCode != 200 || s.Reason != "" {
+		t.Errorf("state after fix %+v", s)
+	}
+}
+
+// Kamailio dies and comes back on the same port: users recover, and while
+// it is down the engine backs off instead of hammering it.
+func TestKamailioDownAndBack(t *testing.T) {
+	k := kamailio.StartT(t, kamailio.Options{MaxExpires: 2, DefaultExpires: 2})
+	st := newStack(t, sipx.StackConfig{}, "udp")
+	e := newEngine(t, Config{Stack: st, Timeout: 500 * time.Millisecond, BackoffMin: time.Second, BackoffMax: 2 * time.Second})
+	accs := kamAccounts(t, k, "dn", "udp", 10)
+	var ids []string
+	for _, a := range accs {
+		if err := e.Set(a); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.UserID)
+	}
+	waitFor(t, 10*time.Second, "registered", func() bool { return allRegistered(e, ids...) })
+
+	k.Kill()
+	sent0 := e.Stats().RegistersSent
+	const down = 4 * time.Second
+	time.Sleep(down)
+	sent := e.Stats().RegistersSent - sent0
+	failing := 0
+	for _, id := range ids {
+		s := state(t, e, id)
+		if s.State == pbx2teams.RegFailed {
+			failing++
+			if !strings.Contains(s.Reason, "No response from the PBX") {
+				t.Errorf("reason %q", s.Reason)
+			}
+		}
+	}
+	if failing == 0 {
+		t.Error("no user noticed the PBX was down")
+	}
+	// Each user refreshes once, then retries with backoff of at least
+	// BackoffMin/2: at most down/(0.5 s)+1 attempts, each at most one
+	// REGISTER per target.
+	if limit := uint64(len(ids)) * uint64(down/(500*time.Millisecond)+1); sent > limit {
+		t.Errorf("%d REGISTERs in %v of downtime for %d users (limit %d)", sent, down, len(ids), limit)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := k.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "all bindings back at Kamailio", func() bool {
+		return len(bindingsByAoR(t, k)) == len(ids) && allRegistered(e, ids...)
+	})
+}

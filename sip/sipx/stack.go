@@ -1,0 +1,319 @@
+package sipx
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Listen is one local SIP listening socket.
+type Listen struct {
+	Transport string      // "udp", "tcp" or "tls"
+	Addr      string      // host:port; port 0 picks a free port
+	TLS       *tls.Config // server certificate, for "tls" only
+}
+
+// StackConfig configures a Stack.
+type StackConfig struct {
+	// Listen lists the sockets to open; one per transport at most.
+	Listen []Listen
+	// AdvertisedHost is the host put in Via and Contact headers: the
+	// address PBXs and Teams reach this node at. Default: the host of the
+	// first listener (which must then not be a wildcard address).
+	AdvertisedHost string
+	// UserAgent is the User-Agent/Server header value (default "pbx2teams").
+	UserAgent string
+	// ClientTLS is used for outgoing TLS connections: RootCAs (nil means
+	// the system pool) and an optional client certificate. Peer
+	// certificates are checked against the names registered with
+	// TrustName for the peer's address (see TrustName).
+	ClientTLS *tls.Config
+	Logger    *slog.Logger
+}
+
+// Stack is a sipgo user agent with its listening sockets, shared by the
+// registration engine and the B2BUA. Create it with NewStack, register
+// request handlers on Server, then call Start.
+type Stack struct {
+	UA     *sipgo.UserAgent
+	Server *sipgo.Server
+
+	advertised string
+	userAgent  string
+	log        *slog.Logger
+
+	udp       net.PacketConn
+	udpLaddr  sip.Addr
+	tcp       net.Listener
+	tls       net.Listener
+	ports     map[string]int
+	roots     *x509.CertPool
+	tlsBase   *tls.Config
+	namesMu   sync.RWMutex
+	tlsNames  map[netip.Addr][]string
+	startOnce sync.Once
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	serveWG   sync.WaitGroup
+}
+
+// NewStack opens the listening sockets and creates the user agent and
+// server. Nothing is read from the sockets until Start.
+func NewStack(cfg StackConfig) (*Stack, error) {
+	s := &Stack{advertised: cfg.AdvertisedHost, userAgent: cfg.UserAgent, log: cfg.Logger,
+		ports: map[string]int{}, tlsNames: map[netip.Addr][]string{}}
+	if s.userAgent == "" {
+		s.userAgent = "pbx2teams"
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("sipx: no listen address")
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeSockets()
+		}
+	}()
+	for _, l := range cfg.Listen {
+		tr := strings.ToLower(l.Transport)
+		if _, dup := s.ports[tr]; dup {
+			return nil, fmt.Errorf("sipx: two %s listeners", tr)
+		}
+		var port int
+		switch tr {
+		case "udp":
+			c, err := net.ListenPacket("udp", l.Addr)
+			if err != nil {
+				return nil, fmt.Errorf("sipx: listen udp %s: %w", l.Addr, err)
+			}
+			s.udp = c
+			host, p, _ := sip.ParseAddr(c.LocalAddr().String())
+			// The transport layer finds the listener for outgoing requests
+			// by this exact address string.
+			s.udpLaddr = sip.Addr{IP: net.ParseIP(host), Port: p, Hostname: host}
+			port = p
+		case "tcp", "tls":
+			ln, err := net.Listen("tcp", l.Addr)
+			if err != nil {
+				return nil, fmt.Errorf("sipx: listen %s %s: %w", tr, l.Addr, err)
+			}
+			port = ln.Addr().(*net.TCPAddr).Port
+			if tr == "tcp" {
+				s.tcp = ln
+			} else {
+				if l.TLS == nil {
+					ln.Close()
+					return nil, errors.New("sipx: tls listener needs a certificate (Listen.TLS)")
+				}
+				s.tls = tls.NewListener(ln, l.TLS)
+			}
+		default:
+			return nil, fmt.Errorf("sipx: unsupported transport %q", l.Transport)
+		}
+		s.ports[tr] = port
+		if s.advertised == "" {
+			host, _, _ := net.SplitHostPort(l.Addr)
+			if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+				return nil, errors.New("sipx: set AdvertisedHost when listening on a wildcard address")
+			}
+			s.advertised = host
+		}
+	}
+
+	// Outgoing TLS: the transport layer dials IP addresses (we resolve
+	// names ourselves, for failover), so Go would check the certificate
+	// against the IP. Instead check it against the names the address was
+	// found under (TrustName).
+	s.tlsBase = &tls.Config{}
+	if cfg.ClientTLS != nil {
+		s.tlsBase = cfg.ClientTLS.Clone()
+	}
+	s.roots = s.tlsBase.RootCAs
+	clientTLS := s.tlsBase.Clone()
+	clientTLS.InsecureSkipVerify = true
+	clientTLS.VerifyConnection = s.verifyPeer
+
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(s.userAgent),
+		sipgo.WithUserAgenTLSConfig(clientTLS),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {}),
+			sip.WithTransactionLayerTerminateOnConnClose(),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		ua.Close()
+		return nil, err
+	}
+	s.UA, s.Server = ua, srv
+	// A PBX may qualify our Contact with OPTIONS; answer it so the PBX
+	// keeps the extension reachable. The B2BUA may replace this handler.
+	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"))
+		_ = tx.Respond(res)
+	})
+	ok = true
+	return s, nil
+}
+
+// Start serves the listening sockets until Close.
+func (s *Stack) Start() {
+	s.startOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		serve := func(name string, f func() error) {
+			s.serveWG.Add(1)
+			go func() {
+				defer s.serveWG.Done()
+				if err := f(); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+					s.log.Error("sip listener stopped", "transport", name, "error", err)
+				}
+			}()
+		}
+		if s.udp != nil {
+			serve("udp", func() error { return s.Server.ServeUDP(s.udp) })
+		}
+		if s.tcp != nil {
+			serve("tcp", func() error { return s.Server.ServeTCP(s.tcp) })
+		}
+		if s.tls != nil {
+			serve("tls", func() error { return s.Server.ServeTLS(s.tls) })
+		}
+	})
+}
+
+// Close stops serving and closes the sockets and the user agent.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.closeSockets()
+		if s.UA != nil {
+			s.UA.Close()
+		}
+		s.serveWG.Wait()
+	})
+	return nil
+}
+
+func (s *Stack) closeSockets() {
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	if s.tls != nil {
+		s.tls.Close()
+	}
+}
+
+// AdvertisedHost is the host put in Via and Contact.
+func (s *Stack) AdvertisedHost() string { return s.advertised }
+
+// UserAgentName is the User-Agent header value.
+func (s *Stack) UserAgentName() string { return s.userAgent }
+
+// Port returns the listening port of a transport, 0 if none.
+func (s *Stack) Port(transport string) int { return s.ports[transport] }
+
+// HasTransport reports whether the stack listens on transport.
+func (s *Stack) HasTransport(transport string) bool { _, ok := s.ports[transport]; return ok }
+
+// UDPLocalAddr is the address of the UDP listener, for Request.Laddr so
+// that requests leave from the port the Contact advertises.
+func (s *Stack) UDPLocalAddr() sip.Addr { return s.udpLaddr }
+
+// UDPConn is the UDP listener socket (for keep-alives).
+func (s *Stack) UDPConn() net.PacketConn { return s.udp }
+
+// ContactURI returns "sip:user@advertised:port;transport=t".
+func (s *Stack) ContactURI(user, transport string) string {
+	host := s.advertised
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]"
+	}
+	return "sip:" + user + "@" + host + ":" + strconv.Itoa(s.ports[transport]) + ";transport=" + transport
+}
+
+// TrustName records that a TLS peer at ip may present a certificate for
+// name (the SIP domain or proxy it was resolved from).
+func (s *Stack) TrustName(ip netip.Addr, name string) {
+	ip = ip.Unmap()
+	s.namesMu.Lock()
+	defer s.namesMu.Unlock()
+	for _, n := range s.tlsNames[ip] {
+		if n == name {
+			return
+		}
+	}
+	s.tlsNames[ip] = append(s.tlsNames[ip], name)
+}
+
+// CertificateError is returned when a TLS peer's certificate is not
+// trusted or not valid for the names we expected.
+type CertificateError struct {
+	Peer  string
+	Names []string
+	Err   error
+}
+
+func (e *CertificateError) Error() string {
+	return fmt.Sprintf("TLS certificate of %s is not valid for %s: %v", e.Peer, strings.Join(e.Names, ", "), e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
+
+func (s *Stack) verifyPeer(cs tls.ConnectionState) error {
+	if s.tlsBase.InsecureSkipVerify {
+		return nil
+	}
+	peer := cs.ServerName // the transport layer sets the IP it dialled
+	var names []string
+	if ip, err := netip.ParseAddr(peer); err == nil {
+		s.namesMu.RLock()
+		names = append(names, s.tlsNames[ip.Unmap()]...)
+		s.namesMu.RUnlock()
+	}
+	if len(names) == 0 {
+		names = []string{peer}
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return &CertificateError{Peer: peer, Names: names, Err: errors.New("no certificate presented")}
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	var firstErr error
+	for _, name := range names {
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: name, Roots: s.roots, Intermediates: inter})
+		if err == nil {
+			return nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return &CertificateError{Peer: peer, Names: names, Err: firstErr}
+}
