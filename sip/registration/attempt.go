@@ -23,8 +23,8 @@ const (
 )
 
 const (
-	maxTargets   = 4          // servers tried per attempt (RFC 3263 failover)
-	maxExpiry    = 7 * 86400  // larger grants are treated as this
+	maxTargets   = 4         // servers tried per attempt (RFC 3263 failover)
+	maxExpiry    = 7 * 86400 // larger grants are treated as this
 	dnsRetry     = 10 * time.Second
 	dnsTimeout   = 10 * time.Second
 	targetDownNS = int64(30 * time.Second)

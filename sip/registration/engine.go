@@ -12,8 +12,8 @@ package registration
 
 import (
 	"context"
-	"encoding/binary"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	mrand "math/rand/v2"
