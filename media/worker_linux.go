@@ -1,0 +1,181 @@
+//go:build linux
+
+package media
+
+import (
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"golang.org/x/sys/unix"
+)
+
+// socket is one bound UDP socket of a call leg.
+type socket struct {
+	fd   int
+	port int
+	call *Call
+	leg  *leg
+	rtcp bool // the separate RTCP socket (port+1) rather than the RTP one
+	last bool // closing it releases the leg's port pair
+}
+
+// wakeID marks the worker's eventfd in epoll events; sockets carry their
+// port offset, an index into Relay.slots.
+const wakeID = -1
+
+// bufSize bounds a relayed datagram; larger ones are dropped. RTP over
+// UDP stays below the path MTU, so this is generous.
+const bufSize = 4096
+
+// worker forwards the packets of its calls. One goroutine runs the loop;
+// everything below the mutex-protected hand-off fields is owned by it and
+// reused for every packet, so the hot path does not allocate.
+type worker struct {
+	r    *Relay
+	epfd int
+	evfd int
+	done chan struct{}
+
+	mu       sync.Mutex
+	closing  []*socket // sockets to close, in order, by the worker
+	stopping bool
+
+	events  []unix.EpollEvent
+	buf     []byte // received datagram
+	plain   []byte // decrypted packet
+	out     []byte // encrypted packet
+	from    sockaddr
+	hdr     rtp.Header
+	rtcpHdr rtcp.Header
+}
+
+func newWorker(r *Relay) (*worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	return &worker{
+		r: r, epfd: epfd, evfd: evfd, done: make(chan struct{}),
+		events: make([]unix.EpollEvent, 256),
+		buf:    make([]byte, bufSize),
+		plain:  make([]byte, bufSize+64),
+		out:    make([]byte, bufSize+64),
+	}, nil
+}
+
+// add registers a socket with the worker's epoll set.
+func (w *worker) add(s *socket) error {
+	id := s.port - w.r.cfg.PortMin
+	w.r.slots[id].Store(s)
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}); err != nil {
+		w.r.slots[id].CompareAndSwap(s, nil)
+		return err
+	}
+	return nil
+}
+
+// remove unregisters a socket and hands it to the worker to close: only
+// the worker closes descriptors, so it never reads from a number the
+// kernel has already given to a new socket.
+func (w *worker) remove(s *socket) {
+	w.r.slots[s.port-w.r.cfg.PortMin].CompareAndSwap(s, nil)
+	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+	w.mu.Lock()
+	w.closing = append(w.closing, s)
+	w.mu.Unlock()
+	w.wake()
+}
+
+func (w *worker) wake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(w.evfd, one[:])
+}
+
+func (w *worker) stop() {
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
+	w.wake()
+	<-w.done
+}
+
+// service handles the eventfd: closes handed-over sockets, reports whether
+// to stop.
+func (w *worker) service() bool {
+	var b [8]byte
+	_, _ = unix.Read(w.evfd, b[:])
+	w.mu.Lock()
+	list, stop := w.closing, w.stopping
+	w.closing = nil
+	w.mu.Unlock()
+	for _, s := range list {
+		unix.Close(s.fd)
+		if s.last {
+			w.r.ports.release(s.port &^ 1)
+		}
+	}
+	return stop
+}
+
+func (w *worker) run() {
+	defer func() {
+		w.service()
+		unix.Close(w.epfd)
+		unix.Close(w.evfd)
+		close(w.done)
+	}()
+	for {
+		n, err := unix.EpollWait(w.epfd, w.events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			w.r.log.Error("media worker stopped", "err", err)
+			return
+		}
+		for i := 0; i < n; i++ {
+			id := w.events[i].Fd
+			if id == wakeID {
+				if w.service() {
+					return
+				}
+				continue
+			}
+			if s := w.r.slots[id].Load(); s != nil {
+				w.receive(s)
+			}
+		}
+	}
+}
+
+// receive reads one datagram from s and relays it. Epoll is level
+// triggered: a socket with more queued datagrams is reported again, which
+// spares the extra read that would only return EAGAIN.
+func (w *worker) receive(s *socket) {
+	n, e := recvFrom(s.fd, w.buf, &w.from)
+	if e != 0 {
+		return
+	}
+	c := s.call
+	now := w.r.now()
+	c.mu.Lock()
+	if !c.closed {
+		if n > len(w.buf) {
+			s.leg.st.malformed++
+		} else {
+			c.handle(w, s, w.buf[:n], now)
+		}
+	}
+	c.mu.Unlock()
+}
