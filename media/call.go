@@ -268,7 +268,7 @@ func (c *Call) Offer(from Leg, body []byte) ([]byte, error) {
 	}
 	toY := y.outgoingDir(effectiveDir(m))
 	secure := y.offerSecure()
-	out := c.render(y, s, idx, len(s.Media), y.offerMedia(codecs, toY, secure), nil)
+	out := c.render(y, s, idx, len(s.Media), c.offerMedia(y, codecs, toY, secure), nil)
 	c.pending = &pending{from: from, to: y.id, src: s, idx: idx, srcSec: xsec, offered: codecs, dir: toY, secure: secure}
 	c.r.log.Debug("media offer", "call", c.id, "from", from, "codecs", codecNames(codecs), "srtp", xsec.secure)
 	return out, nil
@@ -308,7 +308,7 @@ func (c *Call) OfferTo(to Leg, dir sdp.Direction) ([]byte, error) {
 	if y.negotiated {
 		secure = y.secure
 	}
-	out := c.render(y, tmpl, idx, n, y.offerMedia(codecs, d, secure), nil)
+	out := c.render(y, tmpl, idx, n, c.offerMedia(y, codecs, d, secure), nil)
 	c.pending = &pending{from: local, to: to, idx: idx, offered: codecs, dir: d, secure: secure}
 	return out, nil
 }
@@ -565,9 +565,13 @@ func (l *leg) key(s suite) []byte {
 	return l.localKey
 }
 
-// offerMedia is the stream of an offer toward the leg.
-func (l *leg) offerMedia(codecs []sdp.Codec, d sdp.Direction, secure bool) sdp.MediaRewrite {
+// offerMedia is the stream of an offer toward leg l: always a=rtcp-mux,
+// and a separate RTCP port too unless the leg is mux-only.
+func (c *Call) offerMedia(l *leg, codecs []sdp.Codec, d sdp.Direction, secure bool) sdp.MediaRewrite {
 	mr := sdp.MediaRewrite{Port: l.port, Proto: "RTP/AVP", Codecs: codecs, Direction: d, RTCPMux: true}
+	if !l.opt.muxOnly {
+		mr.RTCPPort = c.ensureRTCP(l)
+	}
 	if secure {
 		s := suites[0]
 		if l.localKey != nil {

@@ -381,7 +381,8 @@ func TestTeamsToPBXCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, offerA, "RTP/AVP 8 0 101 13\r\n", "a=sendrecv")
+	mustContain(t, offerA, "RTP/AVP 8 0 101 13\r\n", "a=sendrecv", "a=rtcp-mux",
+		fmt.Sprintf("a=rtcp:%d", relayAddr(t, offerA).Port()+1))
 	mustNotContain(t, offerA, "a=crypto", "a=ice-ufrag", "a=candidate", "SAVP")
 	answerB, err := c.AnswerFromA([]byte(fmt.Sprintf("v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n", pbx.port())))
 	if err != nil {
