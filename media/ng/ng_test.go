@@ -12,7 +12,7 @@ func TestBencodeRoundTrip(t *testing.T) {
 	in := Dict{
 		"command": "offer", "call-id": "c1", "sdp": "v=0\r\n",
 		"replace": []string{"origin", "session-connection"},
-		"n": 42, "nested": Dict{"l": []any{"a", int64(-3), Dict{}}},
+		"n":       42, "nested": Dict{"l": []any{"a", int64(-3), Dict{}}},
 	}
 	b, err := Encode(nil, in)
 	if err != nil {
