@@ -162,7 +162,7 @@ func TestAdminConsentFlow(t *testing.T) {
 // clock is a settable clock for the client's token cache.
 type clock struct{ off atomic.Int64 }
 
-func (c *clock) now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 func TestTokenCachingAndRefresh(t *testing.T) {
@@ -611,11 +611,11 @@ func appPackage(t *testing.T, manifestID, aadAppID string, mutate func(map[strin
 		"manifestVersion": "1.17", "version": "1.0.0", "id": manifestID,
 		"developer": map[string]any{"name": "pbx2teams", "websiteUrl": "https://pbx.example", "privacyUrl": "https://pbx.example/privacy",
 			"termsOfUseUrl": "https://pbx.example/terms"},
-		"name":        map[string]any{"short": "Phone", "full": "PBX Phone for Microsoft Teams"},
-		"description": map[string]any{"short": "Call through your PBX", "full": "Dial pad and calls through the company PBX."},
-		"icons":       map[string]any{"color": "color.png", "outline": "outline.png"},
-		"accentColor": "#4464EE",
-		"staticTabs":  []any{map[string]any{"entityId": "phone", "name": "Phone", "contentUrl": "https://pbx.example/tab", "scopes": []string{"personal"}}},
+		"name":               map[string]any{"short": "Phone", "full": "PBX Phone for Microsoft Teams"},
+		"description":        map[string]any{"short": "Call through your PBX", "full": "Dial pad and calls through the company PBX."},
+		"icons":              map[string]any{"color": "color.png", "outline": "outline.png"},
+		"accentColor":        "#4464EE",
+		"staticTabs":         []any{map[string]any{"entityId": "phone", "name": "Phone", "contentUrl": "https://pbx.example/tab", "scopes": []string{"personal"}}},
 		"webApplicationInfo": map[string]any{"id": aadAppID, "resource": "api://pbx.example/" + aadAppID},
 	}
 	if mutate != nil {
