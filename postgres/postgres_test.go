@@ -74,9 +74,16 @@ func freshURL(t testing.TB) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
+		// Plain DROP (not WITH (FORCE), which a non-superuser may not use
+		// on an autovacuum worker) waits a few seconds for the backends
+		// of the closed store to exit; retry in case they take longer.
+		var err error
+		for try := 0; try < 3; try++ {
+			if _, err = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name); err == nil {
+				return
+			}
 		}
+		t.Errorf("drop test database %s: %v", name, err)
 	})
 	u, err := url.Parse(base)
 	if err != nil {

@@ -125,3 +125,14 @@ func TestOpenRejectsBadPath(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkUsers100k measures the users list at 100,000 users of one
+// customer: go test -run '^$' -bench Users100k ./sqlite/
+func BenchmarkUsers100k(b *testing.B) {
+	s, err := sqlite.Open(filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchmarkUsers(b, s, 100000)
+}

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) pbx2teams.Store) {
 		{"UserLookups", testUserLookups},
 		{"UsersPagination", testUsersPagination},
 		{"UsersSearch", testUsersSearch},
+		{"UsersSearchMany", testUsersSearchMany},
 		{"UsersTypeFilter", testUsersTypeFilter},
 		{"CountLicenceUse", testCountLicenceUse},
 		{"ContactAndPhoneLookups", testContactAndPhoneLookups},
@@ -736,6 +737,64 @@ func testUsersSearch(t *testing.T, s pbx2teams.Store) {
 	}
 	if len(all) != 61 {
 		t.Errorf("search contoso walked %d users, want 61", len(all))
+	}
+}
+
+// testUsersSearchMany walks searches matching a few hundred and a few
+// thousand users (stores may answer the two differently) and checks each
+// against the expected list.
+func testUsersSearchMany(t *testing.T, s pbx2teams.Store) {
+	ctx := ctxOf(t)
+	tr := mkTree(t, s)
+	users := seedUsers(t, s, tr.c1.ID, 2600)
+	seedUsers(t, s, tr.c2.ID, 50)
+	for i := 0; i < 2600; i += 10 {
+		configure(t, s, users[i], pbx2teams.ServiceStandard, fmt.Sprintf("ext%04d", i), fmt.Sprintf("+1555%07d", i), fmt.Sprint("m", i))
+	}
+	sort.Slice(users, func(i, j int) bool { return keyLess(users[i], users[j]) })
+	for _, c := range []struct {
+		term string
+		typ  pbx2teams.ServiceType
+	}{{"contoso", ""}, {"bob", ""}, {"USER0", ""}, {"ext", ""}, {"+1555", "any"}, {"user001", "none"}, {"0 ", ""}} {
+		var want []string
+		for _, u := range users {
+			text := strings.ToLower(strings.Join([]string{u.UPN, u.DisplayName, u.Mail, u.SIPUsername, u.PhoneNumber}, "\n"))
+			if strings.Contains(text, strings.ToLower(strings.TrimSpace(c.term))) &&
+				(c.typ == "" || (c.typ == "any") == u.Configured()) {
+				want = append(want, u.ID)
+			}
+		}
+		if len(want) == 0 {
+			t.Fatalf("fixture: %q matches nothing", c.term)
+		}
+		var got []string
+		cursor := ""
+		for {
+			p, err := s.Users(ctx, pbx2teams.UserQuery{AccountID: tr.c1.ID, Search: c.term, Type: c.typ, Cursor: cursor, Limit: 300})
+			must(t, err)
+			if p.Total != len(want) {
+				t.Fatalf("search %q type %q: Total %d, want %d", c.term, c.typ, p.Total, len(want))
+			}
+			if cursor != "" && len(p.Users) == 0 {
+				t.Fatalf("search %q type %q: a next cursor led to an empty page", c.term, c.typ)
+			}
+			got = append(got, userIDs(p.Users)...)
+			if p.NextCursor == "" {
+				break
+			}
+			cursor = p.NextCursor
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("search %q type %q: walked %d users, want %d in list order", c.term, c.typ, len(got), len(want))
+		}
+		// A page holding exactly the rest has no next cursor.
+		if n := min(len(want), 500); n > 0 {
+			p, err := s.Users(ctx, pbx2teams.UserQuery{AccountID: tr.c1.ID, Search: c.term, Type: c.typ, Limit: n})
+			must(t, err)
+			if len(p.Users) != n || (n == len(want)) != (p.NextCursor == "") {
+				t.Errorf("search %q type %q limit %d: %d users, next cursor %q", c.term, c.typ, n, len(p.Users), p.NextCursor)
+			}
+		}
 	}
 }
 

@@ -84,19 +84,24 @@ CREATE TABLE users (
 	suspended        INTEGER NOT NULL DEFAULT 0,
 	contact_user     TEXT NOT NULL DEFAULT '',
 	updated_at       TEXT NOT NULL,
-	-- Lowercased search text: identity fields (written by the sync) and
-	-- configuration fields (written by the admin) kept apart so that each
-	-- writer maintains its own half.
+	-- Lowercased search text: search = search_identity || search_config.
+	-- The sync writes the identity half, the admin's configuration the
+	-- config half (empty, or starting with a newline); each write rebuilds
+	-- search from its half and the stored other half.
 	search_identity  TEXT NOT NULL,
-	search_config    TEXT NOT NULL DEFAULT ''
+	search_config    TEXT NOT NULL DEFAULT '',
+	search           TEXT NOT NULL
 );
 CREATE UNIQUE INDEX users_object ON users (account_id, object_id);
-CREATE INDEX users_list ON users (account_id, display_name, id);
+-- The list order, with the search text so that a search scans the index
+-- alone and never the table.
+CREATE INDEX users_list ON users (account_id, display_name, id, search);
 CREATE INDEX users_upn ON users (account_id, upn_key);
 CREATE INDEX users_phone ON users (account_id, phone_number) WHERE phone_number <> '';
 CREATE UNIQUE INDEX users_contact ON users (contact_user) WHERE contact_user <> '';
 CREATE INDEX users_configured ON users (id) WHERE type <> '';
-CREATE INDEX users_type ON users (account_id, type) WHERE type <> '';
+-- Licence counts read this index alone.
+CREATE INDEX users_licence ON users (account_id, type, enabled, suspended, deleted) WHERE type <> '';
 
 CREATE TABLE audit (
 	id           INTEGER PRIMARY KEY AUTOINCREMENT,
