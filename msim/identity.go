@@ -121,13 +121,10 @@ func issuerV1(tid string) string { return "https://sts.windows.net/" + tid + "/"
 func (s *Sim) serveLogin(w http.ResponseWriter, r *http.Request, tenantSeg, rest string) {
 	switch rest {
 	case "oauth2/v2.0/token":
-		s.count(s.stats.Requests, r.Method+" /{tenant}/oauth2/v2.0/token")
 		s.serveToken(w, r, tenantSeg)
 	case "adminconsent", "v2.0/adminconsent":
-		s.count(s.stats.Requests, r.Method+" /{tenant}/"+rest)
 		s.serveAdminConsent(w, r, tenantSeg, rest == "v2.0/adminconsent")
 	case "oauth2/v2.0/authorize":
-		s.count(s.stats.Requests, r.Method+" /{tenant}/oauth2/v2.0/authorize")
 		s.serveAuthorize(w, r, tenantSeg)
 	case "v2.0/.well-known/openid-configuration":
 		s.serveOpenID(w, r, tenantSeg)

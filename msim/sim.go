@@ -239,6 +239,7 @@ func (s *Sim) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 
 func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	s.count(s.stats.Requests, requestKey(r))
 	if f, ok := s.faults.take(r); ok {
 		s.statMu.Lock()
 		s.stats.FaultsFired++
@@ -282,6 +283,20 @@ func (s *Sim) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.serveLogin(w, r, first, rest)
 	}
+}
+
+// requestKey names a request for Stats.Requests, ids replaced by {id}:
+// "GET /v1.0/users/{id}/teamwork/installedApps", "POST /{tenant}/oauth2/v2.0/token".
+func requestKey(r *http.Request) string {
+	p := strings.Trim(r.URL.Path, "/")
+	first, rest, _ := strings.Cut(p, "/")
+	switch first {
+	case "v1.0":
+		return routeKey(r.Method, strings.Split(strings.Trim(rest, "/"), "/"))
+	case "_sim", "":
+		return r.Method + " /" + p
+	}
+	return r.Method + " /{tenant}/" + rest
 }
 
 // recorder buffers a response so a fault can corrupt it.
