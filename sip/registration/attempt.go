@@ -275,6 +275,14 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
+	if t.Transport == "tls" {
+		if err := st.DialTLS(ctx, t.Addr, t.Name); err != nil {
+			if ctx.Err() != nil && e.ctx.Err() == nil {
+				return nil, errNoResponse
+			}
+			return nil, err
+		}
+	}
 	e.sent.Add(1)
 	tx, err := st.UA.TransactionLayer().Request(ctx, req)
 	if err != nil {
@@ -284,11 +292,8 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 	for {
 		select {
 		case res := <-tx.Responses():
-			if res == nil || res.StatusCode < 200 {
-				continue
-			}
-			if res.StatusCode > 699 {
-				return nil, fmt.Errorf("invalid status %d", res.StatusCode)
+			if res == nil || res.StatusCode < 200 || res.StatusCode > 699 {
+				continue // provisional, or not a valid status: ignore
 			}
 			return res, nil
 		case <-tx.Done():
@@ -316,6 +321,8 @@ func describeSendErr(err error, t sipx.Target) (reason, key string) {
 		return "No response from the PBX at " + t.String(), "timeout"
 	case strings.Contains(err.Error(), "TLS handshake"):
 		return "TLS handshake with the PBX at " + t.String() + " failed: " + innermost(err), "tls"
+	case errors.Is(err, sip.ErrTransactionTransport) && t.Transport != "udp":
+		return "Connection to the PBX at " + t.String() + " failed: " + innermost(err), "transport"
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {
@@ -472,11 +479,6 @@ func (e *Engine) resolve(ctx context.Context, h *hop) ([]sipx.Target, error) {
 	lctx, cancel := context.WithTimeout(ctx, dnsTimeout)
 	targets, err := sipx.Resolve(lctx, e.cfg.Resolver, h.host, h.port, h.transport)
 	cancel()
-	if err == nil && h.transport == "tls" {
-		for _, t := range targets {
-			e.st.TrustName(t.Addr.Addr(), t.Name)
-		}
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	h.resolvedAt = e.clock()
@@ -560,10 +562,14 @@ func (e *Engine) keepAlive() {
 		}
 		conn, err := e.st.UA.TransportLayer().GetConnection(j.t.Transport, j.t.Addr.String())
 		if err == nil && conn != nil {
-			if w, ok := conn.(io.Writer); ok {
-				if _, err = w.Write(crlfcrlf); err == nil {
-					continue
-				}
+			ok := false
+			if w, isW := conn.(io.Writer); isW {
+				_, err = w.Write(crlfcrlf)
+				ok = err == nil
+			}
+			conn.TryClose() // GetConnection took a reference
+			if ok {
+				continue
 			}
 		}
 		e.flowLost(j.h)

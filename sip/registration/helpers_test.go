@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	pbx2teams "github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/internal/testpeer/kamailio"
+	"github.com/pbx2teams/pbx2teams/internal/testpeer/registrar"
 	"github.com/pbx2teams/pbx2teams/sip/sipx"
 )
 
@@ -26,7 +28,12 @@ func testLogger() *slog.Logger {
 func newStack(t testing.TB, cfg sipx.StackConfig, transports ...string) *sipx.Stack {
 	t.Helper()
 	for _, tr := range transports {
-		cfg.Listen = append(cfg.Listen, sipx.Listen{Transport: tr, Addr: "127.0.0.1:0"})
+		l := sipx.Listen{Transport: tr, Addr: "127.0.0.1:0"}
+		if tr == "tls" {
+			_, cert := registrar.Certificate(t, "127.0.0.1")
+			l.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		}
+		cfg.Listen = append(cfg.Listen, l)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -35,9 +36,7 @@ type StackConfig struct {
 	// UserAgent is the User-Agent/Server header value (default "pbx2teams").
 	UserAgent string
 	// ClientTLS is used for outgoing TLS connections: RootCAs (nil means
-	// the system pool) and an optional client certificate. Peer
-	// certificates are checked against the names registered with
-	// TrustName for the peer's address (see TrustName).
+	// the system pool) and an optional client certificate.
 	ClientTLS *tls.Config
 	Logger    *slog.Logger
 }
@@ -58,10 +57,11 @@ type Stack struct {
 	tcp       net.Listener
 	tls       net.Listener
 	ports     map[string]int
-	roots     *x509.CertPool
 	tlsBase   *tls.Config
-	namesMu   sync.RWMutex
-	tlsNames  map[netip.Addr][]string
+	inject    *connInjector
+	dialMu    sync.Mutex
+	dialing   map[string]*sync.Mutex
+	verified  map[string]*verifiedConn // by ip:port, guarded by dialMu
 	startOnce sync.Once
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -72,7 +72,7 @@ type Stack struct {
 // server. Nothing is read from the sockets until Start.
 func NewStack(cfg StackConfig) (*Stack, error) {
 	s := &Stack{advertised: cfg.AdvertisedHost, userAgent: cfg.UserAgent, log: cfg.Logger,
-		ports: map[string]int{}, tlsNames: map[netip.Addr][]string{}}
+		ports: map[string]int{}, dialing: map[string]*sync.Mutex{}, verified: map[string]*verifiedConn{}}
 	if s.userAgent == "" {
 		s.userAgent = "pbx2teams"
 	}
@@ -134,22 +134,18 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		}
 	}
 
-	// Outgoing TLS: the transport layer dials IP addresses (we resolve
-	// names ourselves, for failover), so Go would check the certificate
-	// against the IP. Instead check it against the names the address was
-	// found under (TrustName).
-	s.tlsBase = &tls.Config{}
+	s.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.ClientTLS != nil {
 		s.tlsBase = cfg.ClientTLS.Clone()
 	}
-	s.roots = s.tlsBase.RootCAs
-	clientTLS := s.tlsBase.Clone()
-	clientTLS.InsecureSkipVerify = true
-	clientTLS.VerifyConnection = s.verifyPeer
+	s.inject = &connInjector{ch: make(chan net.Conn), done: make(chan struct{}), addr: &net.TCPAddr{IP: net.IPv4zero}}
+	if s.tls != nil {
+		s.inject.addr = s.tls.Addr()
+	}
 
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(s.userAgent),
-		sipgo.WithUserAgenTLSConfig(clientTLS),
+		sipgo.WithUserAgenTLSConfig(s.tlsBase),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {}),
 			sip.WithTransactionLayerTerminateOnConnClose(),
@@ -198,6 +194,9 @@ func (s *Stack) Start() {
 		if s.tls != nil {
 			serve("tls", func() error { return s.Server.ServeTLS(s.tls) })
 		}
+		// Outgoing TLS connections dialled by DialTLS enter the transport
+		// layer here, as if accepted.
+		serve("tls-out", func() error { return s.Server.ServeTLS(s.inject) })
 	})
 }
 
@@ -217,6 +216,9 @@ func (s *Stack) Close() error {
 }
 
 func (s *Stack) closeSockets() {
+	if s.inject != nil {
+		s.inject.Close()
+	}
 	if s.udp != nil {
 		s.udp.Close()
 	}
@@ -256,64 +258,130 @@ func (s *Stack) ContactURI(user, transport string) string {
 	return "sip:" + user + "@" + host + ":" + strconv.Itoa(s.ports[transport]) + ";transport=" + transport
 }
 
-// TrustName records that a TLS peer at ip may present a certificate for
-// name (the SIP domain or proxy it was resolved from).
-func (s *Stack) TrustName(ip netip.Addr, name string) {
-	ip = ip.Unmap()
-	s.namesMu.Lock()
-	defer s.namesMu.Unlock()
-	for _, n := range s.tlsNames[ip] {
-		if n == name {
-			return
-		}
-	}
-	s.tlsNames[ip] = append(s.tlsNames[ip], name)
-}
-
 // CertificateError is returned when a TLS peer's certificate is not
-// trusted or not valid for the names we expected.
+// trusted or not valid for the name we expected.
 type CertificateError struct {
-	Peer  string
-	Names []string
-	Err   error
+	Peer string // ip:port
+	Name string
+	Err  error
 }
 
 func (e *CertificateError) Error() string {
-	return fmt.Sprintf("TLS certificate of %s is not valid for %s: %v", e.Peer, strings.Join(e.Names, ", "), e.Err)
+	return fmt.Sprintf("TLS certificate of %s (%s) not accepted: %v", e.Name, e.Peer, e.Err)
 }
 
 func (e *CertificateError) Unwrap() error { return e.Err }
 
-func (s *Stack) verifyPeer(cs tls.ConnectionState) error {
-	if s.tlsBase.InsecureSkipVerify {
-		return nil
+// DialTLS makes sure the transport layer holds a TLS connection to addr
+// whose certificate is valid for serverName (the SIP domain or proxy the
+// address was resolved from, RFC 5922), dialling one if needed. Requests
+// sent to addr over "tls" then use it. sipgo alone would check the
+// certificate against the IP address it dials.
+func (s *Stack) DialTLS(ctx context.Context, addr netip.AddrPort, serverName string) error {
+	key := addr.String()
+	pool := s.UA.TransportLayer().Pool("tls")
+	s.dialMu.Lock()
+	mu := s.dialing[key]
+	if mu == nil {
+		mu = &sync.Mutex{}
+		s.dialing[key] = mu
 	}
-	peer := cs.ServerName // the transport layer sets the IP it dialled
-	var names []string
-	if ip, err := netip.ParseAddr(peer); err == nil {
-		s.namesMu.RLock()
-		names = append(names, s.tlsNames[ip.Unmap()]...)
-		s.namesMu.RUnlock()
+	s.dialMu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if c := pool.Get(key); c != nil {
+		c.TryClose()
+		// A connection verified for another name (two domains on one
+		// server) is used only if its certificate is valid for this one.
+		return s.checkName(key, serverName)
 	}
-	if len(names) == 0 {
-		names = []string{peer}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", key)
+	if err != nil {
+		return err
 	}
-	if len(cs.PeerCertificates) == 0 {
-		return &CertificateError{Peer: peer, Names: names, Err: errors.New("no certificate presented")}
+	cfg := s.tlsBase.Clone()
+	cfg.ServerName = serverName
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return &CertificateError{Peer: key, Name: serverName, Err: cv.Err}
+		}
+		return fmt.Errorf("TLS handshake with %s failed: %w", key, err)
 	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
+	s.dialMu.Lock()
+	s.verified[key] = &verifiedConn{certs: tc.ConnectionState().PeerCertificates, names: map[string]bool{serverName: true}}
+	s.dialMu.Unlock()
+	select {
+	case s.inject.ch <- tc:
+	case <-s.inject.done:
+		tc.Close()
+		return net.ErrClosed
+	case <-ctx.Done():
+		tc.Close()
+		return ctx.Err()
 	}
-	var firstErr error
-	for _, name := range names {
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: name, Roots: s.roots, Intermediates: inter})
-		if err == nil {
+	// The transport layer adds the accepted connection to its pool right
+	// after Accept returns.
+	for i := 0; i < 1000; i++ {
+		if c := pool.Get(key); c != nil {
+			c.TryClose()
 			return nil
 		}
-		if firstErr == nil {
-			firstErr = err
-		}
+		time.Sleep(time.Millisecond)
 	}
-	return &CertificateError{Peer: peer, Names: names, Err: firstErr}
+	return errors.New("TLS connection was not taken up by the transport layer")
 }
+
+type verifiedConn struct {
+	certs []*x509.Certificate
+	names map[string]bool
+}
+
+func (s *Stack) checkName(key, name string) error {
+	s.dialMu.Lock()
+	defer s.dialMu.Unlock()
+	v := s.verified[key]
+	if v == nil || v.names[name] {
+		return nil // dialled by sipgo itself, which verified it
+	}
+	if len(v.certs) == 0 {
+		return &CertificateError{Peer: key, Name: name, Err: errors.New("no certificate")}
+	}
+	inter := x509.NewCertPool()
+	for _, c := range v.certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := v.certs[0].Verify(x509.VerifyOptions{DNSName: name, Roots: s.tlsBase.RootCAs, Intermediates: inter}); err != nil {
+		return &CertificateError{Peer: key, Name: name, Err: err}
+	}
+	v.names[name] = true
+	return nil
+}
+
+// connInjector is a net.Listener whose Accept returns connections we
+// dialled ourselves.
+type connInjector struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func (l *connInjector) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connInjector) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connInjector) Addr() net.Addr { return l.addr }
