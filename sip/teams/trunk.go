@@ -146,6 +146,10 @@ func (t *Trunk) LocalPort() int { return t.port }
 // Transport is the trunk's transport ("tls", or "tcp"/"udp" in benchmarks).
 func (t *Trunk) Transport() string { return t.cfg.Transport }
 
+// RequestTimeout bounds an INVITE attempt that got no provisional
+// response before the next proxy is tried.
+func (t *Trunk) RequestTimeout() time.Duration { return t.cfg.RequestTimeout }
+
 // Product is the X-MS-SBC value.
 func (t *Trunk) Product() string { return t.cfg.Product }
 

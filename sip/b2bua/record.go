@@ -1,0 +1,247 @@
+package b2bua
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Direction of a call.
+const (
+	ToTeams   = "to_teams"   // PBX → Teams
+	FromTeams = "from_teams" // Teams → PBX
+)
+
+// Results of a call.
+const (
+	ResultAnswered  = "answered"
+	ResultBusy      = "busy"
+	ResultNoAnswer  = "no_answer"
+	ResultDeclined  = "declined"
+	ResultCancelled = "cancelled"
+	ResultRejected  = "rejected" // refused before ringing anyone (not found, forbidden, no codec...)
+	ResultFailed    = "failed"
+)
+
+// Who or what ended a call.
+const (
+	endPBX      = "pbx"
+	endTeams    = "teams"
+	endTimeout  = "timeout"
+	endMedia    = "media_timeout"
+	endSession  = "session_timer"
+	endError    = "error"
+	endShutdown = "shutdown"
+)
+
+// Record is one call as kept for the call log. It is the B2BUA's proposal
+// for the root package's call record (see the package README in the
+// report): plain data, safe to store and to return from the API.
+type Record struct {
+	ID        string `json:"id"`
+	AccountID string `json:"account_id"`
+	UserID    string `json:"user_id"`
+	Direction string `json:"direction"` // to_teams, from_teams
+	// From and To are the caller's and callee's numbers as signalled.
+	From       string    `json:"from"`
+	FromName   string    `json:"from_name,omitempty"`
+	To         string    `json:"to"`
+	StartedAt  time.Time `json:"started_at"`
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
+	EndedAt    time.Time `json:"ended_at"`
+	Result     string    `json:"result"`
+	// PBXStatus and TeamsStatus are the final SIP statuses of each leg's
+	// initial INVITE (0 when the leg was never tried).
+	PBXStatus   int    `json:"pbx_status"`
+	TeamsStatus int    `json:"teams_status"`
+	EndedBy     string `json:"ended_by,omitempty"` // pbx, teams, timeout, media_timeout, session_timer, error, shutdown
+	// Advice explains a failure in plain words and says what to check.
+	Advice string      `json:"advice,omitempty"`
+	Media  MediaRecord `json:"media"`
+	// TeamsProxy is the Microsoft proxy that took the call.
+	TeamsProxy string `json:"teams_proxy,omitempty"`
+}
+
+// MediaRecord are the relay's counters of a call.
+type MediaRecord struct {
+	Codec          string        `json:"codec,omitempty"`
+	PacketsFromPBX uint64        `json:"packets_from_pbx"`
+	PacketsToPBX   uint64        `json:"packets_to_pbx"`
+	PacketsFromMS  uint64        `json:"packets_from_teams"`
+	PacketsToMS    uint64        `json:"packets_to_teams"`
+	LostFromPBX    int64         `json:"lost_from_pbx"`
+	LostFromMS     int64         `json:"lost_from_teams"`
+	JitterPBX      time.Duration `json:"jitter_pbx_ns"`
+	JitterMS       time.Duration `json:"jitter_teams_ns"`
+	SRTPFailures   uint64        `json:"srtp_failures"`
+}
+
+// TraceMessage is one SIP message of a call's trace.
+type TraceMessage struct {
+	At        time.Time `json:"at"`
+	Leg       string    `json:"leg"`       // pbx or teams
+	Direction string    `json:"direction"` // in (to pbx2teams) or out
+	Summary   string    `json:"summary"`   // start line
+	Message   string    `json:"message"`   // the message, credentials removed
+}
+
+// Trace is the SIP ladder of one call.
+type Trace struct {
+	CallID   string         `json:"call_id"`
+	Messages []TraceMessage `json:"messages"`
+	Dropped  int            `json:"dropped,omitempty"` // messages past the limit
+}
+
+// Recorder receives every call's record and trace when it ends. It is
+// called from the call's goroutine and must not block for long.
+type Recorder interface {
+	CallEnded(rec *Record, tr *Trace)
+}
+
+// RecorderFunc adapts a function to Recorder.
+type RecorderFunc func(*Record, *Trace)
+
+// CallEnded implements Recorder.
+func (f RecorderFunc) CallEnded(r *Record, t *Trace) { f(r, t) }
+
+// traceBuf collects a call's messages up to a limit.
+type traceBuf struct {
+	mu    sync.Mutex
+	limit int
+	t     Trace
+}
+
+const maxTraceMessage = 8 << 10
+
+func (tb *traceBuf) add(legName, dir string, m sip.Message) {
+	if tb == nil || tb.limit <= 0 {
+		return
+	}
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if len(tb.t.Messages) >= tb.limit {
+		tb.t.Dropped++
+		return
+	}
+	var summary string
+	switch x := m.(type) {
+	case *sip.Request:
+		summary = x.StartLine()
+	case *sip.Response:
+		summary = x.StartLine()
+	}
+	text := redact(m.String())
+	if len(text) > maxTraceMessage {
+		text = text[:maxTraceMessage] + "\r\n[truncated]"
+	}
+	tb.t.Messages = append(tb.t.Messages, TraceMessage{At: time.Now().UTC(), Leg: legName, Direction: dir, Summary: summary, Message: text})
+}
+
+// redact removes digest credentials from a message's text: even hashed
+// responses are not kept.
+func redact(s string) string {
+	lines := strings.Split(s, "\r\n")
+	for i, l := range lines {
+		low := strings.ToLower(l)
+		if strings.HasPrefix(low, "authorization:") || strings.HasPrefix(low, "proxy-authorization:") {
+			name, _, _ := strings.Cut(l, ":")
+			lines[i] = name + ": [removed]"
+		}
+	}
+	return strings.Join(lines, "\r\n")
+}
+
+// resultOf classifies a failed call by the final status that ended it.
+func resultOf(status int) string {
+	switch {
+	case status >= 200 && status < 300:
+		return ResultAnswered
+	case status == 486 || status == 600:
+		return ResultBusy
+	case status == 480 || status == 408:
+		return ResultNoAnswer
+	case status == 603:
+		return ResultDeclined
+	case status == 487:
+		return ResultCancelled
+	}
+	return ResultFailed
+}
+
+// adviceFor explains a final status of the Teams leg or the PBX leg in
+// plain words for the call log.
+func adviceFor(legName string, status int, warning string) string {
+	var s string
+	if legName == "teams" {
+		switch status {
+		case 403:
+			s = "Microsoft refused the call (403). Check that the customer's SBC subdomain is verified in their tenant, that the user has a Teams Phone licence with Enterprise Voice, and that a voice routing policy with the SBC is assigned."
+		case 404:
+			s = "Microsoft found no user with this number (404). Assign the number to the user in Teams (Set-CsPhoneNumberAssignment -PhoneNumberType DirectRouting) exactly in E.164 form."
+		case 480:
+			s = "The Teams user could not be reached (480): signed out, or no device online."
+		case 486:
+			s = "The Teams user was busy (486)."
+		case 487:
+			s = "The caller hung up before the Teams user answered."
+		case 488:
+			s = "Microsoft could not accept the media (488): no common codec or SRTP key. The PBX must offer G.711 or G.722."
+		case 503, 408, 504:
+			s = "Microsoft's SIP proxies did not take the call (" + itoa(status) + "). Check the SBC's status (OPTIONS) and certificate in the Teams admin center."
+		case 603:
+			s = "The Teams user declined the call (603). Teams does not retry a declined call."
+		}
+	} else {
+		switch status {
+		case 401, 407:
+			s = "The PBX refused the user's credentials. Check the SIP username, authentication username and password of the user."
+		case 403:
+			s = "The PBX refused the call (403): the user may not call this destination, or the credentials are wrong."
+		case 404, 484:
+			s = "The PBX does not know the dialled number or extension (" + itoa(status) + ")."
+		case 480:
+			s = "The destination on the PBX could not be reached (480)."
+		case 486:
+			s = "The destination on the PBX was busy (486)."
+		case 487:
+			s = "The caller hung up before the call was answered."
+		case 488:
+			s = "The PBX could not accept the media (488): no common codec."
+		case 503, 408, 504:
+			s = "The PBX did not take the call (" + itoa(status) + "); it may be unreachable or overloaded."
+		case 603:
+			s = "The destination on the PBX declined the call (603)."
+		}
+	}
+	if warning != "" {
+		if s != "" {
+			s += " "
+		}
+		s += "Detail: " + warning
+	}
+	return s
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [12]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
