@@ -1,6 +1,7 @@
 package m365
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -131,17 +132,42 @@ type pageOf[T any] struct {
 
 // iterate follows @odata.nextLink from first, calling fn once per page,
 // and returns the final @odata.deltaLink (delta queries). hdr is sent on
-// every page (ConsistencyLevel is not carried by nextLinks). Pages are
-// decoded one at a time, so memory does not grow with the collection.
+// every page (ConsistencyLevel is not carried by nextLinks). While fn works
+// on one page the next one is already being fetched, so at most two pages
+// are held: memory does not grow with the collection.
 func iterate[T any](ctx context.Context, g *Graph, first string, hdr http.Header, fn func([]T) error) (string, error) {
-	u := first
-	for n := 1; ; n++ {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		res *response
+		err error
+	}
+	get := func(u string) result {
 		res, err := g.call(ctx, http.MethodGet, u, hdr, nil, "")
-		if err != nil {
-			return "", err
+		return result{res, err}
+	}
+	var pending chan result // the prefetch in flight, if any
+	defer func() {
+		if pending != nil {
+			cancel()
+			<-pending
+		}
+	}()
+	u := first
+	cur := get(u)
+	for n := 1; ; n++ {
+		if cur.err != nil {
+			return "", cur.err
+		}
+		body := cur.res.body
+		peek := peekNextLink(body)
+		if peek != "" && g.sameOrigin(peek) == nil {
+			ch := make(chan result, 1)
+			pending = ch
+			go func() { ch <- get(peek) }()
 		}
 		var p pageOf[T]
-		if err := json.Unmarshal(res.body, &p); err != nil {
+		if err := json.Unmarshal(body, &p); err != nil {
 			return "", malformed(http.MethodGet, u, n, err)
 		}
 		if p.Value == nil && p.NextLink == "" && p.DeltaLink == "" {
@@ -157,7 +183,61 @@ func iterate[T any](ctx context.Context, g *Graph, first string, hdr http.Header
 			return "", err
 		}
 		u = p.NextLink
+		if pending != nil {
+			r := <-pending
+			pending = nil
+			if peek == p.NextLink {
+				cur = r
+				continue
+			}
+		}
+		cur = get(u)
 	}
+}
+
+var (
+	nextKey   = []byte(`"@odata.nextLink":"`)
+	valueKey  = []byte(`"value":`)
+	tailNext  = []byte(`],"@odata.nextLink":"`)
+	peekBytes = 8192
+)
+
+// peekNextLink finds the top-level @odata.nextLink of a page without
+// decoding it: before "value" near the start (where Graph puts it) or
+// right after the value array at the end. "" if not found; the decoded
+// page decides in any case.
+func peekNextLink(b []byte) string {
+	head := b[:min(len(b), peekBytes)]
+	at := -1
+	if i := bytes.Index(head, nextKey); i >= 0 {
+		if v := bytes.Index(head, valueKey); v < 0 || i < v {
+			at = i + len(nextKey)
+		}
+	}
+	if at < 0 {
+		off := max(0, len(b)-peekBytes)
+		if i := bytes.LastIndex(b[off:], tailNext); i >= 0 {
+			at = off + i + len(tailNext)
+		}
+	}
+	if at < 0 {
+		return ""
+	}
+	end := at
+	for end < len(b) && b[end] != '"' {
+		if b[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	if end >= len(b) {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(b[at-1:end+1], &s) != nil {
+		return ""
+	}
+	return s
 }
 
 // sameOrigin refuses links that would send the token to another host.
