@@ -164,3 +164,17 @@ func TestOpenUnreachable(t *testing.T) {
 		t.Fatal("Open of an unreachable server succeeded")
 	}
 }
+
+// BenchmarkUsers100k measures the users list at 100,000 users of one
+// customer on PostgreSQL (needs PBX2TEAMS_TEST_POSTGRES):
+// go test -run '^$' -bench Users100k ./postgres/
+func BenchmarkUsers100k(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, freshURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	storetest.BenchmarkUsers(b, s, 100000)
+}

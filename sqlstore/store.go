@@ -93,7 +93,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // InTx runs fn in one transaction, committed if fn returns nil and rolled
-// back if it returns an error or panics.
+// back if it returns an error or panics. Inside fn, use only the Queries
+// passed to it: on SQLite a write through the Store itself waits for the
+// single writer connection that the transaction holds (until ctx ends).
 func (s *Store) InTx(ctx context.Context, fn func(q pbx2teams.Queries) error) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		return fn(&queries{w: tx, r: tx, d: s.d})
