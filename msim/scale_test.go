@@ -19,7 +19,7 @@ func pageAll(tb testing.TB, srv *httptest.Server, tok string) int {
 	for next != "" {
 		req, _ := http.NewRequest("GET", next, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func pageAll(tb testing.TB, srv *httptest.Server, tok string) int {
 func appToken(tb testing.TB, srv *httptest.Server, tid string) string {
 	form := url.Values{"client_id": {SandboxSyncClientID}, "client_secret": {SandboxSyncClientSecret},
 		"grant_type": {"client_credentials"}, "scope": {"https://graph.microsoft.com/.default"}}
-	resp, err := http.PostForm(srv.URL+"/"+tid+"/oauth2/v2.0/token", form)
+	resp, err := hc.PostForm(srv.URL+"/"+tid+"/oauth2/v2.0/token", form)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,7 +14,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
+
+// hc bounds every request of these tests.
+var hc = &http.Client{Timeout: 20 * time.Second}
 
 func sandbox(t *testing.T) (*Sim, *httptest.Server) {
 	t.Helper()
@@ -41,7 +45,7 @@ func doJSON(t *testing.T, method, u, tok string, body any, hdr ...string) (int, 
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +58,7 @@ func doJSON(t *testing.T, method, u, tok string, body any, hdr ...string) (int, 
 
 func tokenReq(t *testing.T, srv *httptest.Server, tenant string, form url.Values) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(srv.URL+"/"+tenant+"/oauth2/v2.0/token", form)
+	resp, err := hc.PostForm(srv.URL+"/"+tenant+"/oauth2/v2.0/token", form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +237,7 @@ func TestGraphQueriesAndErrors(t *testing.T) {
 	req, _ := http.NewRequest("GET", g+"/users/$count", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("ConsistencyLevel", "eventual")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
