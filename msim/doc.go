@@ -14,7 +14,8 @@
 //
 // or msim.New(opts) with sim.LoadFile / sim.Load / sim.Generate /
 // sim.RegisterApp. Set Options.BaseURL when the simulator sits behind a
-// proxy, so links in responses point at the right place.
+// proxy, so links in responses point at the right place. Standalone:
+// msim.Serve(ctx, msim.ServeOptions{Addr: "127.0.0.1:8765"}).
 //
 // # Login endpoints ({tenant} = tenant id, a domain, "organizations" or "common")
 //

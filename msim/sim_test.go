@@ -2,12 +2,14 @@ package msim
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -396,5 +398,36 @@ func TestFilterParser(t *testing.T) {
 		if _, err := parseFilter(bad); err == nil {
 			t.Errorf("parsed %q", bad)
 		}
+	}
+}
+
+func TestServeStandalone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ServeOptions{Addr: "127.0.0.1:0", Generate: 50, Logger: slog.New(slog.DiscardHandler),
+			Ready: func(base string, _ *Sim) { ready <- base }})
+	}()
+	var base string
+	select {
+	case base = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(base + "/_sim/tenants")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	var ts []tenantSummary
+	_ = json.NewDecoder(resp.Body).Decode(&ts)
+	resp.Body.Close()
+	if len(ts) != 2 || ts[0].DisplayName != "Contoso" || ts[1].Users != 50 {
+		t.Fatalf("tenants: %+v", ts)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
