@@ -31,7 +31,7 @@ var (
 	portNext = 0
 )
 
-func testRelay(t *testing.T, mod func(*Config)) *Relay {
+func testRelay(t testing.TB, mod func(*Config)) *Relay {
 	t.Helper()
 	portMu.Lock()
 	if portNext == 0 {
@@ -57,7 +57,7 @@ func testRelay(t *testing.T, mod func(*Config)) *Relay {
 // peer is a test endpoint: a PBX or a Teams media processor, with
 // optional SRTP done by pion, independent of the relay's code.
 type peer struct {
-	t    *testing.T
+	t    testing.TB
 	conn *net.UDPConn
 	addr netip.AddrPort
 	key  []byte // the peer's own SRTP key (key||salt)
@@ -68,7 +68,7 @@ type peer struct {
 	ssrc uint32
 }
 
-func newPeer(t *testing.T) *peer {
+func newPeer(t testing.TB) *peer {
 	t.Helper()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -130,7 +130,7 @@ func (p *peer) useRelayKey(relaySDP []byte) {
 }
 
 // relayAddr is the relay's RTP address in a description it wrote.
-func relayAddr(t *testing.T, body []byte) netip.AddrPort {
+func relayAddr(t testing.TB, body []byte) netip.AddrPort {
 	t.Helper()
 	s, err := sdp.Parse(body)
 	if err != nil {
@@ -229,7 +229,7 @@ func (p *peer) mustRecv(wantSeq uint16, wantPT uint8) *rtp.Packet {
 
 // setupCall runs a PBX→Teams offer/answer: pbx offers plain RTP, teams
 // answers SRTP. It returns the relay's addresses for each peer.
-func setupCall(t *testing.T, c *Call, pbx, teams *peer) (toA, toB netip.AddrPort) {
+func setupCall(t testing.TB, c *Call, pbx, teams *peer) (toA, toB netip.AddrPort) {
 	t.Helper()
 	offerB, err := c.OfferFromA(pbx.plainOffer())
 	if err != nil {
@@ -244,7 +244,7 @@ func setupCall(t *testing.T, c *Call, pbx, teams *peer) (toA, toB netip.AddrPort
 }
 
 // eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

@@ -14,8 +14,9 @@ import (
 // with Call.mu held, once per datagram, and must not allocate: the
 // buffers and headers it uses belong to the worker.
 
-// handle relays one datagram received on socket s.
-func (c *Call) handle(w *worker, s *socket, pkt []byte, now int64) {
+// handle relays datagram i of the worker's receive batch, which arrived
+// on socket s; what it forwards goes to the worker's send batch.
+func (c *Call) handle(w *worker, s *socket, i int, pkt []byte, now int64) {
 	x := s.leg
 	if len(pkt) < 8 || pkt[0]>>6 != 2 {
 		x.st.malformed++
@@ -24,7 +25,7 @@ func (c *Call) handle(w *worker, s *socket, pkt []byte, now int64) {
 	// RFC 5761 §4: on a multiplexed port, second-byte values 192-223
 	// are RTCP packet types.
 	if s.rtcp || (pkt[1] >= 192 && pkt[1] <= 223) {
-		c.handleRTCP(w, s, x, pkt, now)
+		c.handleRTCP(w, s, x, i, pkt, now)
 		return
 	}
 	if len(pkt) < 12 {
@@ -32,20 +33,21 @@ func (c *Call) handle(w *worker, s *socket, pkt []byte, now int64) {
 		return
 	}
 	relatch := int64(c.r.cfg.RelatchAfter)
-	if !x.admit(&x.latchRTP, &w.from, now, relatch) {
+	from := &w.rx.from[i]
+	if !x.admit(&x.latchRTP, from, now, relatch) {
 		x.st.foreign++
 		return
 	}
 	plain := pkt
 	if x.dec != nil {
-		out, err := x.dec.DecryptRTP(w.plain[:0], pkt, &w.hdr)
+		out, err := x.dec.DecryptRTP(w.plain[i][:0], pkt, &w.hdr)
 		if err != nil {
 			x.st.reject(err)
 			return
 		}
 		plain = out
 	}
-	x.latchRTP.note(&w.from, now, relatch)
+	x.latchRTP.note(from, now, relatch)
 	c.times.rx = now
 	x.st.receive(plain, len(pkt), now, c.clock[x.id][plain[1]&0x7f])
 
@@ -63,42 +65,38 @@ func (c *Call) handle(w *worker, s *socket, pkt []byte, now int64) {
 	out := plain
 	if y.enc != nil {
 		var err error
-		out, err = y.enc.EncryptRTP(w.out[:0], plain, &w.hdr)
+		out, err = y.enc.EncryptRTP(w.out[i][:0], plain, &w.hdr)
 		if err != nil {
 			y.st.sendErrors++
 			return
 		}
 	}
-	if e := sendTo(y.rtp.fd, out, dst); e != 0 {
-		y.st.sendErrors++
-		return
-	}
-	y.st.packetsOut++
-	y.st.bytesOut += uint64(len(out))
+	w.tx.add(y.rtp.fd, out, dst, y, false)
 }
 
 // handleRTCP relays RTCP. It flows whatever the stream direction: RTP/RTCP
 // peers keep reporting while on hold.
-func (c *Call) handleRTCP(w *worker, s *socket, x *leg, pkt []byte, now int64) {
+func (c *Call) handleRTCP(w *worker, s *socket, x *leg, i int, pkt []byte, now int64) {
 	relatch := int64(c.r.cfg.RelatchAfter)
 	l := &x.latchRTCP
 	if !s.rtcp {
 		l = &x.latchRTP
 	}
-	if !x.admit(l, &w.from, now, relatch) {
+	from := &w.rx.from[i]
+	if !x.admit(l, from, now, relatch) {
 		x.st.foreign++
 		return
 	}
 	plain := pkt
 	if x.dec != nil {
-		out, err := x.dec.DecryptRTCP(w.plain[:0], pkt, &w.rtcpHdr)
+		out, err := x.dec.DecryptRTCP(w.plain[i][:0], pkt, &w.rtcpHdr)
 		if err != nil {
 			x.st.reject(err)
 			return
 		}
 		plain = out
 	}
-	l.note(&w.from, now, relatch)
+	l.note(from, now, relatch)
 	c.times.rx = now
 	x.st.rtcpIn++
 
@@ -110,17 +108,13 @@ func (c *Call) handleRTCP(w *worker, s *socket, x *leg, pkt []byte, now int64) {
 	out := plain
 	if y.enc != nil {
 		var err error
-		out, err = y.enc.EncryptRTCP(w.out[:0], plain, &w.rtcpHdr)
+		out, err = y.enc.EncryptRTCP(w.out[i][:0], plain, &w.rtcpHdr)
 		if err != nil {
 			y.st.sendErrors++
 			return
 		}
 	}
-	if e := sendTo(sock.fd, out, dst); e != 0 {
-		y.st.sendErrors++
-		return
-	}
-	y.st.rtcpOut++
+	w.tx.add(sock.fd, out, dst, y, true)
 }
 
 // admit decides whether a datagram from src may enter. Before the first

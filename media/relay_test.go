@@ -526,20 +526,19 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 		fromA[i] = pbx.packet(0)
 		fromB[i], _ = teams.enc.EncryptRTP(nil, teams.packet(0), nil)
 	}
-	w.from.set(r.family, pbx.addr)
-	fromPBX := w.from
-	w.from.set(r.family, teams.addr)
-	fromTeams := w.from
+	var fromPBX, fromTeams sockaddr
+	fromPBX.set(r.family, pbx.addr)
+	fromTeams.set(r.family, teams.addr)
+	feed := func(s *socket, from sockaddr, pkt []byte) {
+		w.rx.from[0] = from
+		w.rx.hdrs[0].Len = uint32(copy(w.rx.bufs[0], pkt))
+		w.rx.hdrs[0].Hdr.Flags = 0
+		w.process(s, 1)
+	}
 	i := 0
 	allocs := testing.AllocsPerRun(runs, func() {
-		c.mu.Lock()
-		w.from = fromPBX
-		n := copy(w.buf, fromA[i])
-		c.handle(w, c.legs[LegA].rtp, w.buf[:n], r.now())
-		w.from = fromTeams
-		n = copy(w.buf, fromB[i])
-		c.handle(w, c.legs[LegB].rtp, w.buf[:n], r.now())
-		c.mu.Unlock()
+		feed(c.legs[LegA].rtp, fromPBX, fromA[i])
+		feed(c.legs[LegB].rtp, fromTeams, fromB[i])
 		i++
 	})
 	if allocs != 0 {

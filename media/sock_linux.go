@@ -91,21 +91,116 @@ func openUDP(family int, ip netip.Addr, port int) (int, error) {
 	return fd, nil
 }
 
-// recvFrom reads one datagram without blocking. It returns the datagram's
-// full length, which exceeds len(buf) when it was truncated.
-func recvFrom(fd int, buf []byte, from *sockaddr) (int, unix.Errno) {
-	from.n = unix.SizeofSockaddrInet6
-	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-		unix.MSG_TRUNC, uintptr(unsafe.Pointer(&from.raw)), uintptr(unsafe.Pointer(&from.n)))
+// The packet path's system calls never block (the sockets are
+// non-blocking), so they go straight to the kernel without telling the
+// Go scheduler, which would otherwise account each one as a possibly
+// blocking call.
+
+// epollWaitNow returns the ready events without waiting.
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
 	return int(n), 0
 }
 
-// sendTo writes one datagram without blocking.
-func sendTo(fd int, p []byte, to *sockaddr) unix.Errno {
-	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		0, uintptr(to.ptr()), uintptr(to.n))
-	return e
+// batchMax is the most datagrams read from one socket, or sent in one
+// system call.
+const batchMax = 8
+
+// rxBatch receives datagrams with recvmmsg into fixed buffers.
+type rxBatch struct {
+	hdrs [batchMax]unix.Mmsghdr
+	iovs [batchMax]unix.Iovec
+	bufs [batchMax][]byte
+	from [batchMax]sockaddr
+}
+
+func (b *rxBatch) init() {
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, bufSize)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(bufSize)
+		b.hdrs[i].Hdr.Iov = &b.iovs[i]
+		b.hdrs[i].Hdr.Iovlen = 1
+		b.hdrs[i].Hdr.Name = (*byte)(b.from[i].ptr())
+	}
+}
+
+// read takes up to batchMax queued datagrams from fd without blocking.
+func (b *rxBatch) read(fd int) int {
+	for i := range b.hdrs {
+		b.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+		b.hdrs[i].Hdr.Flags = 0
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.hdrs[0])), batchMax,
+		unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0
+	}
+	for i := 0; i < int(n); i++ {
+		b.from[i].n = b.hdrs[i].Hdr.Namelen
+	}
+	return int(n)
+}
+
+func (b *rxBatch) truncated(i int) bool { return b.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 }
+
+func (b *rxBatch) packet(i int) []byte { return b.bufs[i][:b.hdrs[i].Len] }
+
+// txBatch collects datagrams for one socket and sends them with sendmmsg.
+type txBatch struct {
+	hdrs [batchMax]unix.Mmsghdr
+	iovs [batchMax]unix.Iovec
+	to   [batchMax]sockaddr
+	legs [batchMax]*leg
+	rtcp [batchMax]bool
+	fd   int
+	n    int
+}
+
+// add queues p for dst on fd, flushing first when the batch is full or
+// for another socket. p must stay untouched until the flush.
+func (b *txBatch) add(fd int, p []byte, dst *sockaddr, l *leg, rtcp bool) {
+	if b.n > 0 && (b.fd != fd || b.n == batchMax) {
+		b.flush()
+	}
+	k := b.n
+	b.fd = fd
+	b.to[k] = *dst
+	b.iovs[k].Base = &p[0]
+	b.iovs[k].SetLen(len(p))
+	b.hdrs[k].Hdr.Iov = &b.iovs[k]
+	b.hdrs[k].Hdr.Iovlen = 1
+	b.hdrs[k].Hdr.Name = (*byte)(b.to[k].ptr())
+	b.hdrs[k].Hdr.Namelen = b.to[k].n
+	b.legs[k], b.rtcp[k] = l, rtcp
+	b.n++
+}
+
+// flush sends the queued datagrams and accounts them on their legs.
+func (b *txBatch) flush() {
+	sent := 0
+	for sent < b.n {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(b.fd), uintptr(unsafe.Pointer(&b.hdrs[sent])), uintptr(b.n-sent), 0, 0, 0)
+		if e != 0 {
+			// The datagram at sent failed (full buffer, unreachable):
+			// count it and go on with the rest.
+			b.legs[sent].st.sendErrors++
+			sent++
+			continue
+		}
+		for k := sent; k < sent+int(r); k++ {
+			l := b.legs[k]
+			if b.rtcp[k] {
+				l.st.rtcpOut++
+			} else {
+				l.st.packetsOut++
+				l.st.bytesOut += uint64(b.iovs[k].Len)
+			}
+		}
+		sent += int(r)
+	}
+	b.n = 0
 }
