@@ -612,6 +612,9 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s := dc.sim
+	dc.mu.Lock()
+	dc.invites++
+	dc.mu.Unlock()
 	switch dc.getMode() {
 	case NoResponse:
 		s.record(dc, req, 0)
@@ -620,9 +623,6 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		dc.respond(req, tx, 503, "Service Unavailable", 0)
 		return
 	}
-	dc.mu.Lock()
-	dc.invites++
-	dc.mu.Unlock()
 	fqdn, _, status, reason := sbcIdentity(req, tx)
 	if status != 0 {
 		dc.respond(req, tx, status, reason, 0)

@@ -143,6 +143,10 @@ func (c *call) hangup(by, advice string) {
 		if cancel != nil {
 			cancel()
 		}
+		wait := 32 * time.Second
+		if by == endShutdown {
+			wait = 2 * time.Second
+		}
 		var wg sync.WaitGroup
 		for _, l := range legs {
 			if l == nil {
@@ -152,7 +156,7 @@ func (c *call) hangup(by, advice string) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				l.bye()
+				l.byeWithin(wait)
 			}()
 		}
 		wg.Wait()

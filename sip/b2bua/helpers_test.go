@@ -289,3 +289,5 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func teamsLabels(labels ...string) teamstest.Options { return teamstest.Options{Labels: labels} }

@@ -359,7 +359,10 @@ func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 }
 
 // bye ends a confirmed dialog.
-func (l *leg) bye(hdrs ...sip.Header) {
+func (l *leg) bye(hdrs ...sip.Header) { l.byeWithin(32*time.Second, hdrs...) }
+
+// byeWithin ends a confirmed dialog, waiting at most d for the answer.
+func (l *leg) byeWithin(d time.Duration, hdrs ...sip.Header) {
 	l.mu.Lock()
 	if l.ended || !l.confirmed {
 		l.mu.Unlock()
@@ -371,7 +374,7 @@ func (l *leg) bye(hdrs ...sip.Header) {
 	for _, h := range hdrs {
 		req.AppendHeader(h)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	if _, err := l.do(ctx, req); err != nil {
 		l.c.log.Debug("BYE failed", "leg", l.s.name, "error", err)

@@ -1,6 +1,7 @@
 package b2bua_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -137,5 +138,184 @@ func TestPBXToTeamsRefusesStrangers(t *testing.T) {
 	}
 	if st := e.B2BUA.Stats(); st.Rejected != 4 || st.Total != 0 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+// statusOf returns the SIP status of a failed call.
+func statusOfErr(err error) int {
+	var de *sipgo.ErrDialogResponse
+	if errors.As(err, &de) {
+		return de.Res.StatusCode
+	}
+	return 0
+}
+
+// Busy, declined and unanswered calls map to the PBX, and Microsoft is
+// never asked twice (no retry on 486 or 603).
+func TestPBXToTeamsFailures(t *testing.T) {
+	e := newEnv(t, envOptions{b2bua: func(c *b2bua.Config) { c.RingTimeout = 2 * time.Second }})
+	ph := newPhone(t)
+	ctx := ctxT(t, 30*time.Second)
+	for i, c := range []struct {
+		opts       simteams.UserOptions
+		want       int
+		result     string
+		adviceWord string
+	}{
+		{simteams.UserOptions{Reject: 486}, 486, b2bua.ResultBusy, "busy"},
+		{simteams.UserOptions{Reject: 603}, 603, b2bua.ResultDeclined, "declined"},
+		{simteams.UserOptions{Reject: 480}, 480, b2bua.ResultNoAnswer, "reached"},
+		{simteams.UserOptions{AnswerAfter: -1}, 480, b2bua.ResultNoAnswer, "ring timeout"},
+	} {
+		ext := fmt.Sprint(2000 + i)
+		u := e.addUser(ext, fmt.Sprintf("+4420712300%02d", i), lo)
+		e.Tenant.AddUser(u.PhoneNumber, c.opts)
+		before := len(e.Sim.Records("INVITE"))
+		_, prov, err := ph.call(ctx, e.contactURI(u.ContactUser), "2002")
+		if got := statusOfErr(err); got != c.want {
+			t.Errorf("case %d: status %d (%v), want %d", i, got, err, c.want)
+		}
+		if len(prov) == 0 {
+			t.Errorf("case %d: no ringing before the failure", i)
+		}
+		rec := e.Rec.next(t)
+		if rec.Result != c.result || rec.PBXStatus != c.want || !strings.Contains(rec.Advice, c.adviceWord) {
+			t.Errorf("case %d: record %+v", i, rec)
+		}
+		if n := len(e.Sim.Records("INVITE")) - before; c.opts.Reject != 0 && n != 1 {
+			t.Errorf("case %d: Teams got %d INVITEs, want exactly 1", i, n)
+		}
+	}
+}
+
+// The PBX gives up while Teams rings: CANCEL goes to Teams and the PBX
+// gets 487.
+func TestPBXToTeamsCancel(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	u := e.addUser("1001", "+442071230001", lo)
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: -1})
+	ph := newPhone(t)
+	ctx := ctxT(t, 20*time.Second)
+	callCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := ph.call(callCtx, e.contactURI(u.ContactUser), "2002")
+		errc <- err
+	}()
+	tc, err := tu.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel() // sipgo sends CANCEL
+	select {
+	case <-tc.Done():
+	case <-ctx.Done():
+		t.Fatal("Teams leg still ringing after CANCEL")
+	}
+	if r := tc.EndReason(); r != "cancelled" {
+		t.Errorf("Teams call ended with %q", r)
+	}
+	<-errc
+	rec := e.Rec.next(t)
+	if rec.Result != b2bua.ResultCancelled || rec.PBXStatus != 487 || rec.EndedBy != "pbx" {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+// The Teams user hangs up: BYE reaches the PBX side.
+func TestPBXToTeamsByeFromTeams(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	u := e.addUser("1001", "+442071230001", lo)
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 0, Media: simteams.Pattern})
+	ph := newPhone(t)
+	ctx := ctxT(t, 20*time.Second)
+	if _, _, err := ph.call(ctx, e.contactURI(u.ContactUser), "2002"); err != nil {
+		t.Fatal(err)
+	}
+	tc, _ := tu.Incoming(ctx)
+	waitUntil(t, 5*time.Second, "audio from Teams", func() bool { rx, _ := ph.counts(); return rx >= 10 })
+	if err := tc.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "BYE at the PBX", func() bool { return ph.byeCount() == 1 })
+	rec := e.Rec.next(t)
+	if rec.EndedBy != "teams" || rec.Result != b2bua.ResultAnswered {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+// Teams' early media (one 183 with SDP) reaches the PBX as 183 with the
+// relay's SDP, or as a plain 180 when Collapse183 is set.
+func TestPBXToTeamsEarlyMedia(t *testing.T) {
+	for _, collapse := range []bool{false, true} {
+		t.Run(fmt.Sprint("collapse=", collapse), func(t *testing.T) {
+			e := newEnv(t, envOptions{b2bua: func(c *b2bua.Config) { c.Collapse183 = collapse }})
+			u := e.addUser("1001", "+442071230001", lo)
+			e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 300 * time.Millisecond, EarlyMedia: true})
+			ph := newPhone(t)
+			ctx := ctxT(t, 20*time.Second)
+			sess, prov, err := ph.call(ctx, e.contactURI(u.ContactUser), "2002")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Bye(ctx)
+			has183 := false
+			for _, p := range prov {
+				has183 = has183 || p == 183
+			}
+			if has183 == collapse {
+				t.Errorf("provisional responses %v with Collapse183=%v", prov, collapse)
+			}
+		})
+	}
+}
+
+// A proxy answering 503 is skipped: the call goes through the next one,
+// and the failing proxy is demoted for later calls.
+func TestPBXToTeamsFailover(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	u := e.addUser("1001", "+442071230001", lo)
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 0})
+	first := e.Sim.Datacenter(simteams.DefaultProxies[0])
+	first.SetMode(simteams.Unavailable)
+	ph := newPhone(t)
+	ctx := ctxT(t, 20*time.Second)
+	sess, _, err := ph.call(ctx, e.contactURI(u.ContactUser), "2002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, _ := tu.Incoming(ctx)
+	if got := tc.Invite().Recipient.Host; got != simteams.DefaultProxies[1] {
+		t.Errorf("call reached %s, want the second proxy", got)
+	}
+	if e.Trunk.Targets()[0].Proxy == simteams.DefaultProxies[0] {
+		t.Error("503 proxy still first")
+	}
+	_ = sess.Bye(ctx)
+	rec := e.Rec.next(t)
+	if rec.TeamsProxy != simteams.DefaultProxies[1] {
+		t.Errorf("record proxy %q", rec.TeamsProxy)
+	}
+	// A silent proxy: the attempt times out and the next one takes it.
+	first.SetMode(simteams.Up)
+	silent := e.Sim.Datacenter(simteams.DefaultProxies[2])
+	silent.SetMode(simteams.NoResponse)
+	e.Trunk.ReportFailure(simteams.DefaultProxies[1], 503, time.Hour)
+	e.Trunk.ReportFailure(simteams.DefaultProxies[0], 503, time.Hour)
+	if got := e.Trunk.Targets()[0].Proxy; got != silent.Name {
+		t.Fatalf("silent proxy not first: %s", got)
+	}
+	sess, _, err = ph.call(ctx, e.contactURI(u.ContactUser), "2002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Bye(ctx)
+	tc, _ = tu.Incoming(ctx)
+	if got := tc.Invite().Recipient.Host; got != simteams.DefaultProxies[0] {
+		t.Errorf("call reached %s after the silent proxy, want %s", got, simteams.DefaultProxies[0])
+	}
+	if silent.Invites() != 1 {
+		t.Errorf("silent proxy got %d INVITEs", silent.Invites())
 	}
 }
