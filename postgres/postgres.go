@@ -22,7 +22,7 @@ const (
 // Open connects to the database at url (postgres://user:pass@host:port/db?...)
 // and brings its schema up to date. Nodes starting together migrate one at a
 // time (an advisory lock). LockAccount locks the account's row (SELECT ...
-// FOR UPDATE) until the transaction ends.
+// FOR NO KEY UPDATE) until the transaction ends.
 func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
 	db, err := sql.Open("pgx", url)
 	if err != nil {

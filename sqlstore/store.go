@@ -172,7 +172,10 @@ func newDialect(d Dialect) (*dialect, error) {
 		out.timeArg = sqliteTime
 	case Postgres:
 		out.dollar = true
-		out.lockSQL = "SELECT 1 FROM accounts WHERE id = ? FOR UPDATE"
+		// NO KEY UPDATE excludes other lockers but not the key-share
+		// locks that foreign-key checks take, so a sync inserting the
+		// account's users neither waits for nor blocks a locker.
+		out.lockSQL = "SELECT 1 FROM accounts WHERE id = ? FOR NO KEY UPDATE"
 		out.timeArg = postgresTime
 	default:
 		return nil, fmt.Errorf("sqlstore: unknown dialect %q", d.Name)
