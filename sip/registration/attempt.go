@@ -49,6 +49,9 @@ type outcome struct {
 	chalFlags  uint8
 	nc         uint32
 	chalOK     bool
+	freshChal  bool // chal came from a challenge in this attempt
+	// The PBX refused (or found stale) a nonce another user got.
+	sharedRefused, sharedStale bool
 }
 
 // attempt is one registration (or unregistration) attempt: a snapshot of
@@ -65,7 +68,8 @@ type attempt struct {
 	expiry                                    uint32 // 0 unregisters
 	chal                                      sipx.Challenge
 	chalFlags                                 uint8
-	nc                                        uint32
+	nc                                        uint32 // for the pre-emptive answer
+	shared                                    bool   // chal is the hop's shared nonce
 	out                                       outcome
 }
 
@@ -91,9 +95,9 @@ func (a *attempt) do(ctx context.Context) {
 
 	var authName, authVal string
 	if a.chalFlags&chValid != 0 {
-		// Pre-emptive: reuse the last nonce with the next nonce count,
-		// saving the 401 round trip on refreshes.
-		a.nc++
+		// Pre-emptive: reuse the last nonce (ours, or one the PBX gave
+		// another user) with the next nonce count, saving the 401 round
+		// trip.
 		authName, authVal = a.authorize(&a.chal, a.chalFlags&chProxy != 0, a.nc)
 		out.chal, out.chalFlags, out.nc, out.chalOK = a.chal, a.chalFlags, a.nc, true
 	}
@@ -140,6 +144,13 @@ func (a *attempt) do(ctx context.Context) {
 				out.reason = reasonOr(res.Reason, "Unauthorized") + ": " + err.Error()
 				return
 			}
+			if !fresh && a.shared {
+				if ch.Stale {
+					out.sharedStale = true
+				} else {
+					out.sharedRefused = true
+				}
+			}
 			if fresh && !ch.Stale {
 				// Our answer to a fresh challenge was refused: the
 				// credentials are wrong. Retrying would only lock the
@@ -156,7 +167,7 @@ func (a *attempt) do(ctx context.Context) {
 			a.nc = 1
 			authName, authVal = a.authorize(&ch, proxy, 1)
 			out.chal, out.chalFlags, out.nc, out.chalOK = ch, chalFlags(&ch, proxy), 1, true
-			fresh = true
+			fresh, out.freshChal = true, true
 		case code == 423:
 			m := headerUint(res, "Min-Expires")
 			if expiry == 0 || did423 || m <= expiry || m > maxExpiry {

@@ -40,6 +40,7 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{}
+	work   chan *attempt // hands attempts to idle workers
 
 	mu       sync.Mutex
 	regs     map[string]*reg
@@ -69,7 +70,7 @@ func New(cfg Config) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		cfg: cfg, st: cfg.Stack, log: cfg.Logger, start: time.Now(),
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), work: make(chan *attempt),
 		regs: map[string]*reg{}, profiles: map[string]*profile{}, hops: map[string]*hop{},
 		intern: map[string]string{}, failures: map[string]uint64{},
 	}, nil
@@ -527,8 +528,12 @@ func (e *Engine) dispatch() time.Duration {
 	}
 	e.mu.Unlock()
 	for _, a := range starts {
-		e.wg.Add(1)
-		go e.run(a)
+		select {
+		case e.work <- a: // an idle worker takes it
+		default:
+			e.wg.Add(1)
+			go e.worker(a)
+		}
 	}
 	if next < int64(time.Millisecond) {
 		next = int64(time.Millisecond)
@@ -552,10 +557,22 @@ func (e *Engine) prepare(r *reg, now int64) *attempt {
 	if r.flags&fRemoving != 0 {
 		a.expiry = 0
 	}
-	if r.chal&chValid != 0 {
+	h := r.prof.hop
+	sharing := !e.cfg.NoSharedNonce && h.sharedFlags&chValid != 0 && h.shareFails < 3
+	switch {
+	case r.chal&chValid != 0:
 		a.chal = sipx.Challenge{Realm: r.realm, Nonce: r.nonce, Opaque: r.opaque, QOP: r.chal&chQOP != 0,
 			HasOpaque: r.chal&chOpaque != 0, Algorithm: chalAlgorithm(r.chal)}
 		a.chalFlags = r.chal
+		a.nc = r.nc + 1
+		if h.sharedFlags&chValid != 0 && r.nonce == h.shared.Nonce {
+			h.sharedNC++ // one count for all users of the shared nonce
+			a.nc, a.shared = h.sharedNC, true
+		}
+	case sharing && r.flags&fRemoving == 0:
+		a.chal, a.chalFlags, a.shared = h.shared, h.sharedFlags, true
+		h.sharedNC++
+		a.nc = h.sharedNC
 	}
 	r.flags |= fInFlight
 	if r.state == stRemoving || r.state == stStopped {
@@ -601,12 +618,29 @@ func chalFlags(c *sipx.Challenge, proxy bool) uint8 {
 	return f
 }
 
-func (e *Engine) run(a *attempt) {
+// worker runs attempts until it has been idle for a while. Workers are
+// reused rather than started per attempt: their stacks have grown to what
+// a SIP transaction needs. There are never more than MaxInFlight.
+func (e *Engine) worker(a *attempt) {
 	defer e.wg.Done()
-	a.do(e.ctx)
-	e.finish(a)
-	e.wake()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		a.do(e.ctx)
+		e.finish(a)
+		e.wake()
+		idle.Reset(workerIdle)
+		select {
+		case a = <-e.work:
+		case <-idle.C:
+			return
+		case <-e.ctx.Done():
+			return
+		}
+	}
 }
+
+const workerIdle = 20 * time.Second
 
 // finish applies an attempt's outcome to its registration.
 func (e *Engine) finish(a *attempt) {
@@ -640,6 +674,7 @@ func (e *Engine) finish(a *attempt) {
 	if out.answered && out.target >= 0 {
 		a.hop.current = out.target
 	}
+	e.learnNonce(a, out)
 	if a.expiry == 0 && out.kind == okDone {
 		e.unbind(r) // unregistered
 	}
@@ -725,6 +760,35 @@ func (e *Engine) finish(a *attempt) {
 				"status", out.status, "reason", out.reason, "retry_in", delay.Round(time.Second))
 		}
 		e.reschedule(r, now+int64(delay))
+	}
+}
+
+// learnNonce keeps the hop's shared challenge up to date: a challenge
+// answered successfully becomes the one others use; a refused or stale
+// shared nonce is dropped, and a PBX that keeps refusing shared nonces
+// gets no more of them.
+func (e *Engine) learnNonce(a *attempt, out *outcome) {
+	h := a.hop
+	// A refusal counts only if the fresh challenge then succeeded: a user
+	// with a wrong password says nothing about sharing.
+	refused := out.sharedRefused && out.kind == okDone
+	if (refused || out.sharedStale) && h.shared.Nonce == a.chal.Nonce {
+		h.sharedFlags = 0
+	}
+	if refused && h.shareFails < 255 {
+		h.shareFails++
+	}
+	if out.kind != okDone || !out.chalOK {
+		return
+	}
+	if a.shared && !out.freshChal {
+		h.shareFails = 0
+	}
+	if out.freshChal && (h.sharedFlags&chValid == 0 || h.shared.Nonce != out.chal.Nonce) {
+		h.shared = out.chal
+		h.shared.Realm = e.internStr(out.chal.Realm)
+		h.sharedFlags = out.chalFlags
+		h.sharedNC = max(out.nc, 1)
 	}
 }
 

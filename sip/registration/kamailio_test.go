@@ -16,6 +16,7 @@ import (
 // with our Contacts, refreshes come before the (short) granted expiry and
 // reuse the nonce, and Remove deletes the binding at Kamailio.
 func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
+	t.Parallel()
 	k := kamailio.StartT(t, kamailio.Options{MaxExpires: 3, DefaultExpires: 3})
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st})
@@ -103,6 +104,7 @@ func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
 
 // TCP transport, SHA-256 digest and nonce-count checking at Kamailio.
 func TestKamailioTCPSHA256(t *testing.T) {
+	t.Parallel()
 	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"tcp"}, Algorithm: "SHA-256",
 		NonceCount: true, MaxExpires: 2, DefaultExpires: 2})
 	st := newStack(t, sipx.StackConfig{}, "tcp")
@@ -141,6 +143,7 @@ func TestKamailioTCPSHA256(t *testing.T) {
 // A wrong password stops after one answered challenge, with the PBX's
 // status; fixing the password re-registers at once.
 func TestKamailioWrongPassword(t *testing.T) {
+	t.Parallel()
 	k := kamailio.StartT(t, kamailio.Options{})
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st})
@@ -177,6 +180,7 @@ func TestKamailioWrongPassword(t *testing.T) {
 // Kamailio dies and comes back on the same port: users recover, and while
 // it is down the engine backs off instead of hammering it.
 func TestKamailioDownAndBack(t *testing.T) {
+	t.Parallel()
 	k := kamailio.StartT(t, kamailio.Options{MaxExpires: 2, DefaultExpires: 2})
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st, Timeout: 500 * time.Millisecond, BackoffMin: time.Second, BackoffMax: 2 * time.Second})
@@ -223,4 +227,89 @@ func TestKamailioDownAndBack(t *testing.T) {
 	waitFor(t, 15*time.Second, "all bindings back at Kamailio", func() bool {
 		return len(bindingsByAoR(t, k)) == len(ids) && allRegistered(e, ids...)
 	})
+}
+
+// Settings changes: moving users to another PBX unregisters them at the
+// old one; a new password re-registers at once; Refresh re-registers a
+// customer's users (e.g. after the PBX lost its bindings); RemoveAccount
+// unregisters them all.
+func TestKamailioSettingsChanges(t *testing.T) {
+	t.Parallel()
+	k1 := kamailio.StartT(t, kamailio.Options{})
+	k2 := kamailio.StartT(t, kamailio.Options{})
+	st := newStack(t, sipx.StackConfig{}, "udp")
+	e := newEngine(t, Config{Stack: st})
+	accs := kamAccounts(t, k1, "mv", "udp", 3)
+	other := kamAccounts(t, k1, "stay", "udp", 1)[0]
+	var subs []kamailio.Subscriber
+	var ids []string
+	for _, a := range append(accs, other) {
+		subs = append(subs, kamailio.Subscriber{Username: a.Username, Password: a.Password})
+		if err := e.Set(a); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.UserID)
+	}
+	if err := k2.AddSubscribers(subs...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "registered at the first PBX", func() bool { return allRegistered(e, ids...) })
+
+	for i := range accs {
+		accs[i].OutboundProxy = k2.Addr()
+		if err := e.Set(accs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "moved to the second PBX", func() bool {
+		b1, b2 := bindingsByAoR(t, k1), bindingsByAoR(t, k2)
+		return len(b1) == 1 && len(b2) == len(accs) && allRegistered(e, ids...)
+	})
+	if _, ok := bindingsByAoR(t, k1)[other.Username]; !ok {
+		t.Error("the user that did not move lost its binding")
+	}
+	for _, a := range accs {
+		if s := state(t, e, a.UserID); s.PBXAddress != "udp:"+k2.Addr() {
+			t.Errorf("PBX address %q", s.PBXAddress)
+		}
+	}
+
+	// New password at the PBX and in the settings: registers again now.
+	cseq := bindingsByAoR(t, k2)[accs[0].Username].CSeq
+	if err := k2.AddSubscribers(kamailio.Subscriber{Username: accs[0].Username, Password: "new-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	accs[0].Password = "new-secret"
+	if err := e.Set(accs[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "re-registered with the new password", func() bool {
+		return bindingsByAoR(t, k2)[accs[0].Username].CSeq > cseq && allRegistered(e, accs[0].UserID)
+	})
+
+	// The PBX forgets everything; the admin saves the settings.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := k2.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bindingsByAoR(t, k2)); n != 0 {
+		t.Fatalf("%d bindings after restart", n)
+	}
+	e.Refresh("acct-mv")
+	waitFor(t, 5*time.Second, "re-registered on Refresh", func() bool { return len(bindingsByAoR(t, k2)) == len(accs) })
+
+	e.RemoveAccount("acct-mv")
+	waitFor(t, 5*time.Second, "account unregistered", func() bool { return len(bindingsByAoR(t, k2)) == 0 })
+	for _, a := range accs {
+		if _, ok := e.State(a.UserID); ok {
+			t.Errorf("%s still known", a.UserID)
+		}
+	}
+	if !allRegistered(e, other.UserID) {
+		t.Error("the other customer's user was affected")
+	}
+	if s := e.Stats(); s.Registrations != 1 || s.ByState[pbx2teams.RegRegistered] != 1 {
+		t.Errorf("stats %+v", s)
+	}
 }

@@ -202,6 +202,14 @@ type hop struct {
 	downUntil  []int64
 	current    int // index of the target that answered last
 	lastKA     int64
+
+	// The last challenge a user of this hop answered successfully: others
+	// answer it pre-emptively too (halving messages at start-up), with
+	// nonce counts from one counter so the PBX sees them grow.
+	shared      sipx.Challenge
+	sharedFlags uint8
+	sharedNC    uint32
+	shareFails  uint8 // consecutive refusals; sharing stops at 3
 }
 
 func (h *hop) queued() int { return len(h.queue) - h.qhead }

@@ -68,6 +68,8 @@ type Options struct {
 	// Dir is the working directory (config, database, log, ctl socket).
 	// Default: a new temporary directory removed by Stop.
 	Dir string
+	// CPUs pins Kamailio and its workers with taskset -c (benchmarks).
+	CPUs string
 }
 
 // Server is a running Kamailio.
@@ -161,7 +163,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.PkgMB = 16
 	}
 	s := &Server{opts: opts, Host: "127.0.0.1", dir: opts.Dir}
-	if s.dir == "" {
+	if s.dir != "" {
+		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "kam-")
 		if err != nil {
 			return nil, err
@@ -382,9 +388,15 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(Binary, "-f", s.cfgPath, "-DD", "-E",
+	args := []string{"-f", s.cfgPath, "-DD", "-E",
 		"-m", strconv.Itoa(s.opts.ShmMB), "-M", strconv.Itoa(s.opts.PkgMB),
-		"-w", s.dir, "-P", filepath.Join(s.dir, "kamailio.pid"))
+		"-w", s.dir, "-P", filepath.Join(s.dir, "kamailio.pid")}
+	name := Binary
+	if s.opts.CPUs != "" { // taskset execs kamailio: same pid, workers inherit
+		args = append([]string{"-c", s.opts.CPUs, Binary}, args...)
+		name = "taskset"
+	}
+	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

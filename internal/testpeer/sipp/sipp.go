@@ -93,7 +93,9 @@ type Result struct {
 	// the run), measured by SIPp itself.
 	Elapsed time.Duration
 	// Rate is Successful / Elapsed.
-	Rate   float64
+	Rate float64
+	// CPU is the user+system time SIPp used.
+	CPU    time.Duration
 	Output string
 }
 
@@ -135,7 +137,11 @@ func tail(s string, n int) string {
 // bound.
 func Start(opts Options) (*Process, error) {
 	p := &Process{opts: opts, dir: opts.Dir, done: make(chan struct{})}
-	if p.dir == "" {
+	if p.dir != "" {
+		if err := os.MkdirAll(p.dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "sipp-")
 		if err != nil {
 			return nil, err
@@ -327,8 +333,9 @@ func (p *Process) Wait(ctx context.Context) (Result, error) {
 
 func (p *Process) result() Result {
 	r := Result{ExitCode: -1, Output: p.Output()}
-	if p.cmd.ProcessState != nil {
-		r.ExitCode = p.cmd.ProcessState.ExitCode()
+	if ps := p.cmd.ProcessState; ps != nil {
+		r.ExitCode = ps.ExitCode()
+		r.CPU = ps.UserTime() + ps.SystemTime()
 	}
 	b, err := os.ReadFile(filepath.Join(p.dir, "stat.csv"))
 	if err != nil {
