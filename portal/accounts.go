@@ -266,6 +266,9 @@ type auditData struct {
 	Entries []pbx2teams.AuditEntry
 	Before  int64 // this page starts before this entry (0: newest)
 	Older   int64 // the "older" link's cursor, 0 when there is none
+	// Names of the accounts in the subtree, for the Account column of a
+	// partner's or operator's log.
+	Names map[string]string
 }
 
 func (s *server) auditPage(w http.ResponseWriter, r *http.Request, rq *req) {
@@ -284,5 +287,16 @@ func (s *server) auditPage(w http.ResponseWriter, r *http.Request, rq *req) {
 		d.Older = entries[len(entries)-1].ID
 	}
 	d.Entries = entries
+	if rq.acc.Kind != pbx2teams.KindCustomer {
+		accs, err := s.svc.Accounts(r.Context(), rq.p)
+		if err != nil {
+			s.fail(w, r, rq, err)
+			return
+		}
+		d.Names = map[string]string{}
+		for _, a := range accs {
+			d.Names[a.ID] = a.Name
+		}
+	}
 	s.render(w, r, rq, http.StatusOK, "audit.html", &page{Title: "Audit log of " + rq.acc.Name, Tab: "audit", Data: d})
 }

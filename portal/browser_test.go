@@ -29,6 +29,7 @@ import (
 //
 // Set PORTAL_SCREENSHOTS to a directory to save screenshots of the pages.
 func TestBrowserProvisioningJourney(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "p2t.db"))
 	if err != nil {

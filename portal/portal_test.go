@@ -36,7 +36,8 @@ type fixture struct {
 	opPW         string
 	partA, partB *pbx2teams.Account
 	custA, custB *pbx2teams.Account
-	pw           map[string]string // admin email -> password
+	pw           map[string]string // admin email -> password, once made
+	admins       map[string]adminSpec
 	usersA       []*pbx2teams.User
 	userB        *pbx2teams.User
 }
@@ -72,15 +73,15 @@ func newFixture(t *testing.T, opts portal.Options) *fixture {
 	must(t, err)
 	f.custB, err = svc.CreateAccount(ctx, f.op, f.partB.ID, pbx2teams.KindCustomer, "Fabrikam")
 	must(t, err)
-	for email, acc := range map[string]string{"a@partner.example": f.partA.ID, "b@partner.example": f.partB.ID,
-		"admin@contoso.example": f.custA.ID, "admin@fabrikam.example": f.custB.ID} {
-		_, pw, err := svc.CreateAdmin(ctx, f.op, acc, email, "", "", "")
-		must(t, err)
-		f.pw[email] = pw
+	// Admins are made when a test first needs them: each costs an argon2id
+	// hash.
+	f.admins = map[string]adminSpec{
+		"a@partner.example":      {f.partA.ID, ""},
+		"b@partner.example":      {f.partB.ID, ""},
+		"admin@contoso.example":  {f.custA.ID, ""},
+		"admin@fabrikam.example": {f.custB.ID, ""},
+		"viewer@contoso.example": {f.custA.ID, pbx2teams.RoleViewer},
 	}
-	_, vpw, err := svc.CreateAdmin(ctx, f.op, f.custA.ID, "viewer@contoso.example", "", pbx2teams.RoleViewer, "")
-	must(t, err)
-	f.pw["viewer@contoso.example"] = vpw
 	for i, name := range []string{"Alice", "Bob", "Carol"} {
 		u := &pbx2teams.User{AccountID: f.custA.ID, ObjectID: fmt.Sprintf("obj-a-%d", i), UPN: strings.ToLower(name) + "@contoso.example",
 			DisplayName: name, Enabled: true, Kind: pbx2teams.KindPerson}
@@ -92,6 +93,31 @@ func newFixture(t *testing.T, opts portal.Options) *fixture {
 	f.srv = httptest.NewServer(portal.New(svc, opts))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+type adminSpec struct {
+	account string
+	role    pbx2teams.Role
+}
+
+// password returns the password of the admin email, creating the admin
+// on first use.
+func (f *fixture) password(email string) string {
+	f.t.Helper()
+	if email == f.opEmail {
+		return f.opPW
+	}
+	if pw, ok := f.pw[email]; ok {
+		return pw
+	}
+	spec, ok := f.admins[email]
+	if !ok {
+		f.t.Fatalf("no admin %s in the fixture", email)
+	}
+	_, pw, err := f.svc.CreateAdmin(context.Background(), f.op, spec.account, email, "", spec.role, "")
+	must(f.t, err)
+	f.pw[email] = pw
+	return pw
 }
 
 func (f *fixture) licence(acc string, sku pbx2teams.SKU, n int) {
@@ -118,10 +144,7 @@ func (f *fixture) client() *client {
 // signedIn returns a client signed in as email.
 func (f *fixture) signedIn(email string) *client {
 	f.t.Helper()
-	pw := f.pw[email]
-	if email == f.opEmail {
-		pw = f.opPW
-	}
+	pw := f.password(email)
 	c := f.client()
 	res, _ := c.signIn(email, pw)
 	if res.StatusCode != http.StatusSeeOther {
@@ -232,6 +255,7 @@ func excerpt(body string) string {
 }
 
 func TestSignInAndOut(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{ProductName: "Acme Teams Connect"})
 	c := f.client()
 
@@ -250,7 +274,7 @@ func TestSignInAndOut(t *testing.T) {
 	wantStatus(t, res, body, http.StatusUnauthorized)
 	wantContains(t, body, "Wrong email or password.")
 
-	res, body = c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.pw["admin@contoso.example"]},
+	res, body = c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.password("admin@contoso.example")},
 		"next": {"/a/" + f.custA.ID + "/pbx"}})
 	wantStatus(t, res, body, http.StatusSeeOther)
 	if loc := res.Header.Get("Location"); loc != "/a/"+f.custA.ID+"/pbx" {
@@ -275,7 +299,7 @@ func TestSignInAndOut(t *testing.T) {
 	// A "next" that leaves the site is ignored.
 	c2 := f.client()
 	c2.get("/signin")
-	res, _ = c2.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.pw["admin@contoso.example"]}, "next": {"//evil.example/x"}})
+	res, _ = c2.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.password("admin@contoso.example")}, "next": {"//evil.example/x"}})
 	if loc := res.Header.Get("Location"); loc != "/" {
 		t.Fatalf("open redirect: Location %q", loc)
 	}
@@ -294,6 +318,7 @@ func TestSignInAndOut(t *testing.T) {
 }
 
 func TestSecureCookieOption(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{Secure: true})
 	c := f.client()
 	res, _ := c.get("/signin")
@@ -308,7 +333,7 @@ func TestSecureCookieOption(t *testing.T) {
 	if pre == nil || !pre.Secure || !pre.HttpOnly {
 		t.Fatalf("sign-in CSRF cookie = %+v", pre)
 	}
-	form := url.Values{"email": {"admin@contoso.example"}, "password": {f.pw["admin@contoso.example"]}, "csrf": {pre.Value}}
+	form := url.Values{"email": {"admin@contoso.example"}, "password": {f.password("admin@contoso.example")}, "csrf": {pre.Value}}
 	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/signin", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.AddCookie(pre)
@@ -325,6 +350,7 @@ func TestSecureCookieOption(t *testing.T) {
 }
 
 func TestSignInRateLimitedMessage(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.client()
 	c.get("/signin")
@@ -333,15 +359,16 @@ func TestSignInRateLimitedMessage(t *testing.T) {
 		wantStatus(t, res, body, http.StatusUnauthorized)
 	}
 	// Even the right password is refused while the address is blocked.
-	res, body := c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.pw["admin@contoso.example"]}})
+	res, body := c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.password("admin@contoso.example")}})
 	wantStatus(t, res, body, http.StatusTooManyRequests)
 	wantContains(t, body, "Too many failed sign-in attempts", "Try again in")
 }
 
 func TestSignInFormNeedsItsCSRFCookie(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.client() // never loaded the sign-in page: no cookie
-	res, body := c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.pw["admin@contoso.example"]}, "csrf": {"forged-token-forged-token"}})
+	res, body := c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.password("admin@contoso.example")}, "csrf": {"forged-token-forged-token"}})
 	wantStatus(t, res, body, http.StatusForbidden)
 	for _, ck := range res.Cookies() {
 		if ck.Name == pbx2teams.SessionCookieName && ck.Value != "" {
@@ -351,6 +378,7 @@ func TestSignInFormNeedsItsCSRFCookie(t *testing.T) {
 }
 
 func TestCSRFRefused(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn("a@partner.example")
 	path := "/a/" + f.partA.ID + "/accounts"
@@ -392,6 +420,7 @@ func TestCSRFRefused(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn("admin@contoso.example")
 	for _, path := range []string{"/signin", "/a/" + f.custA.ID + "/users", "/static/app.css", "/no/such/page"} {
@@ -421,6 +450,7 @@ func TestSecurityHeaders(t *testing.T) {
 // checks that neither it nor its ciphertext appears on any page or export,
 // also when the form is shown again after an error.
 func TestPasswordNeverRendered(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 5)
 	const secret = "Tr0ub4dor&3-sip-secret"
@@ -483,6 +513,7 @@ func mustUser(t *testing.T, f *fixture, id string) *pbx2teams.User {
 }
 
 func TestViewerCannotPost(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 5)
 	c := f.signedIn("viewer@contoso.example")
@@ -516,6 +547,7 @@ func TestViewerCannotPost(t *testing.T) {
 }
 
 func TestOtherCustomersPagesAreNotFound(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	b := "/a/" + f.custB.ID
 	for _, who := range []string{"admin@contoso.example", "a@partner.example"} {
@@ -546,6 +578,7 @@ func TestOtherCustomersPagesAreNotFound(t *testing.T) {
 }
 
 func TestAccountSwitcherAndBreadcrumbs(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn(f.opEmail)
 	res, body := c.get("/a/" + f.custA.ID + "/users")
@@ -573,6 +606,7 @@ func TestAccountSwitcherAndBreadcrumbs(t *testing.T) {
 }
 
 func TestPartnerCreatesCustomerWithLicencesAndAdmin(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn("a@partner.example")
 	path := "/a/" + f.partA.ID + "/accounts"
@@ -598,6 +632,7 @@ func TestPartnerCreatesCustomerWithLicencesAndAdmin(t *testing.T) {
 }
 
 func TestAdminsTabShowsPasswordOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn("admin@contoso.example")
 	path := "/a/" + f.custA.ID + "/admins"
@@ -617,6 +652,7 @@ func TestAdminsTabShowsPasswordOnce(t *testing.T) {
 }
 
 func TestAPIKeysCreateListRevoke(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn("admin@contoso.example")
 	path := "/a/" + f.custA.ID + "/apikeys"
@@ -647,6 +683,7 @@ func TestAPIKeysCreateListRevoke(t *testing.T) {
 }
 
 func TestPBXSettingsFieldErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	c := f.signedIn("admin@contoso.example")
 	path := "/a/" + f.custA.ID + "/pbx"
@@ -669,6 +706,7 @@ func TestPBXSettingsFieldErrors(t *testing.T) {
 }
 
 func TestPhoneAppOfferedOnlyWhenLicensed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 5)
 	c := f.signedIn("admin@contoso.example")
@@ -711,6 +749,7 @@ func TestPhoneAppOfferedOnlyWhenLicensed(t *testing.T) {
 }
 
 func TestLicencesTab(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 1)
 	path := "/a/" + f.custA.ID + "/licences"
@@ -736,6 +775,7 @@ func TestLicencesTab(t *testing.T) {
 }
 
 func TestOverQuotaShowsLicenceMessage(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 1)
 	c := f.signedIn("admin@contoso.example")
@@ -753,6 +793,7 @@ func TestOverQuotaShowsLicenceMessage(t *testing.T) {
 }
 
 func TestUsersSearchAndPaging(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	ctx := context.Background()
 	for i := 0; i < 117; i++ {
@@ -816,6 +857,7 @@ func TestUsersSearchAndPaging(t *testing.T) {
 }
 
 func TestCSVImportAndExport(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 5)
 	c := f.signedIn("admin@contoso.example")
@@ -846,6 +888,7 @@ func TestCSVImportAndExport(t *testing.T) {
 }
 
 func TestRemoveConfiguration(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 1)
 	c := f.signedIn("admin@contoso.example")
@@ -869,6 +912,7 @@ func TestRemoveConfiguration(t *testing.T) {
 }
 
 func TestAuditPaging(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	ctx := context.Background()
 	for i := 0; i < 60; i++ {
@@ -890,6 +934,7 @@ func TestAuditPaging(t *testing.T) {
 }
 
 func TestRegistrationStateShown(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, portal.Options{})
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 5)
 	ctx := context.Background()

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -73,15 +74,14 @@ func (s *server) frame(ctx context.Context, rq *req, pg *page) {
 		if err != nil {
 			s.log.Error("portal: account switcher", "err", err)
 		}
-		base := strings.Count(rq.home.Path, "/")
-		for _, a := range accs {
-			names[a.ID] = a
+		for _, a := range treeOrder(accs, rq.home.ID) {
+			names[a.ID] = a.Account
 			if len(pg.Switch) >= maxSwitch {
 				pg.SwitchMore = true
 				continue
 			}
-			pg.Switch = append(pg.Switch, switchEntry{Account: a, Depth: min(strings.Count(a.Path, "/")-base, 6),
-				Current: rq.acc != nil && a.ID == rq.acc.ID})
+			a.Current = rq.acc != nil && a.ID == rq.acc.ID
+			pg.Switch = append(pg.Switch, a)
 		}
 	}
 	acc := rq.acc
@@ -127,6 +127,35 @@ func (s *server) frame(ctx context.Context, rq *req, pg *page) {
 		tab{"apikeys", "API keys", base + "apikeys"},
 		tab{"audit", "Audit log", base + "audit"},
 	)
+}
+
+// treeOrder lists accounts depth first from root, siblings by name, with
+// their depth below root (capped for indentation).
+func treeOrder(accs []pbx2teams.Account, root string) []switchEntry {
+	kids := map[string][]pbx2teams.Account{}
+	var top *pbx2teams.Account
+	for i := range accs {
+		if accs[i].ID == root {
+			top = &accs[i]
+			continue
+		}
+		kids[accs[i].ParentID] = append(kids[accs[i].ParentID], accs[i])
+	}
+	if top == nil {
+		return nil
+	}
+	out := make([]switchEntry, 0, len(accs))
+	var walk func(a pbx2teams.Account, depth int)
+	walk = func(a pbx2teams.Account, depth int) {
+		out = append(out, switchEntry{Account: a, Depth: min(depth, 6)})
+		ks := kids[a.ID]
+		sort.SliceStable(ks, func(i, j int) bool { return strings.ToLower(ks[i].Name) < strings.ToLower(ks[j].Name) })
+		for _, k := range ks {
+			walk(k, depth+1)
+		}
+	}
+	walk(*top, 0)
+	return out
 }
 
 // notices are the success messages a redirect after a POST can ask for; only
