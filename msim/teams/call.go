@@ -269,6 +269,23 @@ func (c *Call) decideWith(status int) {
 // route (the customer's SBC subdomain), like a Teams client dialling out.
 // It returns once the INVITE is sent; WaitAnswer waits for the outcome.
 func (u *User) Dial(ctx context.Context, number string) (*Call, error) {
+	return u.dial(ctx, number, nil)
+}
+
+// DialReplacing sends an INVITE with Replaces for an established call of
+// the simulator, as Microsoft does when a call queue agent picks up: the
+// SBC must connect the new dialog in place of the old one.
+func (u *User) DialReplacing(ctx context.Context, old *Call) (*Call, error) {
+	old.mu.Lock()
+	callID, local, remote := old.callID, old.localTag, old.remoteTag
+	number := old.remoteURI.User
+	old.mu.Unlock()
+	// The tags name the dialog as the SBC sees it: its own tag is to-tag.
+	h := sip.NewHeader("Replaces", fmt.Sprintf("%s;to-tag=%s;from-tag=%s", callID, remote, local))
+	return u.dial(ctx, number, h)
+}
+
+func (u *User) dial(ctx context.Context, number string, replaces sip.Header) (*Call, error) {
 	t := u.Tenant
 	t.mu.Lock()
 	route := t.route
@@ -314,6 +331,9 @@ func (u *User) Dial(ctx context.Context, number string) (*Call, error) {
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if se := s.cfg.SessionExpires; se > 0 {
 		req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(se)))
+	}
+	if replaces != nil {
+		req.AppendHeader(replaces)
 	}
 	req.SetBody(body)
 	c.invite = req

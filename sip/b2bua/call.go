@@ -290,7 +290,20 @@ func (c *call) onReinvite(l *leg, req *sip.Request, tx sip.ServerTransaction) {
 		l.replyIn(req, tx, 491, "Request Pending", nil)
 		return
 	}
-	defer c.endOffer()
+	// The slot is released before the final response goes out, so that
+	// the peer's next re-INVITE, sent on receipt of it, is not refused.
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			c.endOffer()
+		}
+	}
+	defer release()
+	reply := func(code int, reason string, body []byte, hdrs ...sip.Header) {
+		release()
+		l.replyIn(req, tx, code, reason, body, hdrs...)
+	}
 	l.updateTarget(req)
 	refresh := l.sessionRefreshed(req)
 	from := mediaLeg(l)
@@ -301,16 +314,16 @@ func (c *call) onReinvite(l *leg, req *sip.Request, tx sip.ServerTransaction) {
 		dir := msdp.SendRecv
 		offer, err := c.media.OfferTo(from, dir)
 		if err != nil {
-			l.replyIn(req, tx, 500, "Server Internal Error", nil)
+			reply(500, "Server Internal Error", nil)
 			return
 		}
-		l.replyIn(req, tx, 200, "OK", offer, refresh...)
+		reply(200, "OK", offer, refresh...)
 		return
 	}
 	other := c.other(l)
 	out, err := c.media.Offer(from, body)
 	if err != nil {
-		l.replyIn(req, tx, 488, "Not Acceptable Here", nil, warning(err))
+		reply(488, "Not Acceptable Here", nil, warning(err))
 		return
 	}
 	c.mu.Lock()
@@ -323,11 +336,11 @@ func (c *call) onReinvite(l *leg, req *sip.Request, tx sip.ServerTransaction) {
 		ans, err := c.media.Answer(1-from, otherLast)
 		if err != nil || ans == nil {
 			c.media.CancelOffer()
-			l.replyIn(req, tx, 488, "Not Acceptable Here", nil, warning(err))
+			reply(488, "Not Acceptable Here", nil, warning(err))
 			return
 		}
 		c.noteSDP(l, body)
-		l.replyIn(req, tx, 200, "OK", ans, refresh...)
+		reply(200, "OK", ans, refresh...)
 		return
 	}
 	// Hold, resume or a codec change: the other side must agree.
@@ -346,17 +359,17 @@ func (c *call) onReinvite(l *leg, req *sip.Request, tx sip.ServerTransaction) {
 				defer c.hangup(otherName(l), "The other side lost the call during a re-INVITE.")
 			}
 		}
-		l.replyIn(req, tx, code, reason, nil)
+		reply(code, reason, nil)
 		return
 	}
 	c.noteSDP(other, res.Body())
 	ans, err := c.media.Answer(1-from, res.Body())
 	if err != nil || ans == nil {
-		l.replyIn(req, tx, 488, "Not Acceptable Here", nil, warning(err))
+		reply(488, "Not Acceptable Here", nil, warning(err))
 		return
 	}
 	c.noteSDP(l, body)
-	l.replyIn(req, tx, 200, "OK", ans, refresh...)
+	reply(200, "OK", ans, refresh...)
 }
 
 // onAckBody takes the answer to the offer we put in a 2xx (offerless

@@ -291,3 +291,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 func teamsLabels(labels ...string) teamstest.Options { return teamstest.Options{Labels: labels} }
+
+func teamstestSessionExpires(sec int) teamstest.Options {
+	return teamstest.Options{Sim: func(c *simteams.Config) { c.SessionExpires = sec }}
+}

@@ -34,8 +34,10 @@ type phone struct {
 	remote   netip.AddrPort
 	rx, echo int
 	sending  bool
+	version  int
 	frame    []byte
 	byes     int
+	reinvDir []string // directions of re-INVITEs received
 	done     chan struct{}
 	incoming chan *sip.Request
 	inTx     chan sip.ServerTransaction
@@ -72,6 +74,24 @@ func newPhone(t *testing.T) *phone {
 		}
 	})
 	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if !req.To().Params.Has("tag") {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy", nil))
+			return
+		}
+		dir := msdp.SendRecv
+		if sd, err := msdp.Parse(req.Body()); err == nil && len(sd.Media) > 0 {
+			dir = sd.Media[0].Direction
+		}
+		p.mu.Lock()
+		p.reinvDir = append(p.reinvDir, dir.String())
+		p.sending = dir.Receives()
+		p.mu.Unlock()
+		res := sip.NewResponseFromRequest(req, 200, "OK", p.offerDir(dir.Reverse()))
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		res.AppendHeader(&contact)
+		_ = tx.Respond(res)
+	})
 	ready := make(chan struct{})
 	go func() {
 		close(ready)
@@ -89,10 +109,47 @@ func newPhone(t *testing.T) *phone {
 	return p
 }
 
-func (p *phone) offer() []byte {
-	return []byte(fmt.Sprintf("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+func (p *phone) offer() []byte { return p.offerDir(msdp.SendRecv) }
+
+func (p *phone) offerDir(d msdp.Direction) []byte {
+	p.mu.Lock()
+	p.version++
+	v := p.version
+	p.mu.Unlock()
+	return []byte(fmt.Sprintf("v=0\r\no=phone 1 %d IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
 		"m=audio %d RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"+
-		"a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n", p.rtp.LocalAddr().(*net.UDPAddr).Port))
+		"a=fmtp:101 0-16\r\na=ptime:20\r\na=%s\r\n", v, p.rtp.LocalAddr().(*net.UDPAddr).Port, d))
+}
+
+// reinvite sends a re-INVITE with direction d and returns the status and
+// the direction of the answer.
+func (p *phone) reinvite(ctx context.Context, s *sipgo.DialogClientSession, d msdp.Direction) (int, string, error) {
+	req := sip.NewRequest(sip.INVITE, s.InviteResponse.Contact().Address)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(p.offerDir(d))
+	res, err := s.Do(ctx, req)
+	if err != nil {
+		return 0, "", err
+	}
+	if res.IsSuccess() {
+		ack := sip.NewRequest(sip.ACK, s.InviteResponse.Contact().Address)
+		ack.AppendHeader(&sip.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sip.ACK})
+		_ = s.WriteRequest(ack)
+	}
+	dir := ""
+	if sd, err := msdp.Parse(res.Body()); err == nil && len(sd.Media) > 0 {
+		dir = sd.Media[0].Direction.String()
+		p.mu.Lock()
+		p.sending = d.Sends() && sd.Media[0].Direction.Receives()
+		p.mu.Unlock()
+	}
+	return res.StatusCode, dir, nil
+}
+
+func (p *phone) reinvites() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.reinvDir...)
 }
 
 // call places a call to ruri and returns the session and the provisional
