@@ -3,7 +3,8 @@
 //
 //	func TestStore(t *testing.T) { storetest.Run(t, openFreshStore) }
 //
-// Each subtest opens its own fresh, empty store.
+// Each subtest opens its own fresh, empty store, and subtests run in
+// parallel.
 package storetest
 
 import (
@@ -54,6 +55,9 @@ func Run(t *testing.T, open func(t *testing.T) pbx2teams.Store) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// Each subtest has its own store, so they may overlap; on
+			// PostgreSQL most of a subtest's time is creating its database.
+			t.Parallel()
 			tc.fn(t, open(t))
 		})
 	}
