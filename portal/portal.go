@@ -231,6 +231,17 @@ func (s *server) authed(h handler) http.Handler {
 				limit = maxUploadBytes
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
+			if err := parseForm(r); err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					s.errorPage(w, r, rq, http.StatusRequestEntityTooLarge, "Too much data",
+						"The form or file is larger than this page accepts; nothing was changed. Split a CSV file into files of at most 10,000 rows.")
+					return
+				}
+				s.errorPage(w, r, rq, http.StatusBadRequest, "The form could not be read",
+					"Nothing was changed. Go back, reload the page and try again.")
+				return
+			}
 			if !sameOrigin(r) || !validCSRF(r, sess.CSRFToken) {
 				s.errorPage(w, r, rq, http.StatusForbidden, "This form has expired or did not come from this portal",
 					"Nothing was changed. Go back, reload the page and try again.")
@@ -245,6 +256,16 @@ func (s *server) authed(h handler) http.Handler {
 		rq.home = home
 		h(w, r, rq)
 	})
+}
+
+// parseForm reads the body of a POST: a multipart upload (files beyond
+// 8 MiB spill to temporary files, which net/http removes afterwards) or a
+// URL-encoded form.
+func parseForm(r *http.Request) error {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		return r.ParseMultipartForm(8 << 20)
+	}
+	return r.ParseForm()
 }
 
 // withAccount loads the {acc} of the path, visible to the principal; an

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/portal"
@@ -885,6 +886,36 @@ func TestCSVImportAndExport(t *testing.T) {
 	}
 	wantContains(t, body, "email,sip_username", "alice@contoso.example,201,201,,+441632960201", "bob@contoso.example,203")
 	wantLacks(t, body, "pw-a", "pw-b")
+
+	// A file over the upload limit is refused before it is read.
+	huge := bytes.Repeat([]byte("x"), 18<<20)
+	res, body = c.upload("/a/"+f.custA.ID+"/users/import", "file", "huge.csv", huge)
+	wantStatus(t, res, body, http.StatusRequestEntityTooLarge)
+	wantContains(t, body, "nothing was changed")
+}
+
+func TestExpiredSessionGoesToSignIn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, portal.Options{})
+	c := f.signedIn("admin@contoso.example")
+	path := "/a/" + f.custA.ID + "/pbx"
+	res, body := c.get(path)
+	wantStatus(t, res, body, http.StatusOK)
+	later := time.Now().Add(13 * time.Hour)
+	f.svc.Now = func() time.Time { return later }
+	res, _ = c.get(path)
+	wantStatus(t, res, "", http.StatusSeeOther)
+	loc := res.Header.Get("Location")
+	if loc != "/signin?next="+url.QueryEscape(path)+"&ended=1" {
+		t.Fatalf("expired session sent to %q", loc)
+	}
+	_, body = c.get(loc)
+	wantContains(t, body, "Your session has ended", `name="next" value="`+path+`"`)
+	// Signing in again returns to the page.
+	res, _ = c.post("/signin", url.Values{"email": {"admin@contoso.example"}, "password": {f.password("admin@contoso.example")}, "next": {path}})
+	if res.Header.Get("Location") != path {
+		t.Fatalf("after signing in again: %q", res.Header.Get("Location"))
+	}
 }
 
 func TestRemoveConfiguration(t *testing.T) {
