@@ -58,6 +58,16 @@ func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
 		}
 	}
 
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var aors []string
+	for _, a := range accs {
+		aors = append(aors, a.Username)
+	}
+	if m, err := k.LookupAll(ctx, aors); err != nil || len(m) != n || m[accs[1].Username][0].CallID != bs[accs[1].Username].CallID {
+		t.Fatalf("ul.lookup: %d AoRs, %v", len(m), err)
+	}
+
 	// Over two expiry periods every binding stays and is refreshed (same
 	// Call-ID, higher CSeq).
 	deadline := time.Now().Add(6 * time.Second)

@@ -226,6 +226,9 @@ func (h *hop) dequeue() *reg {
 	h.queue[h.qhead] = nil
 	h.qhead++
 	if h.qhead == len(h.queue) {
+		if cap(h.queue) > 4096 { // a burst is over: give the memory back
+			h.queue = nil
+		}
 		h.queue, h.qhead = h.queue[:0], 0
 	} else if h.qhead > 1024 && h.qhead*2 > len(h.queue) {
 		n := copy(h.queue, h.queue[h.qhead:])

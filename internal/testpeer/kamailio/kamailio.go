@@ -318,6 +318,9 @@ loadmodule "auth.so"
 loadmodule "auth_db.so"
 loadmodule "ctl.so"
 modparam("ctl", "binrpc", "unix:{{.Ctl}}")
+# ul.dump of many contacts needs big replies (KB; taken from pkg memory)
+modparam("ctl", "binrpc_max_body_size", {{.CtlKB}})
+modparam("ctl", "binrpc_struct_max_body_size", {{.CtlKB}})
 modparam("usrloc", "db_mode", 0)
 modparam("usrloc", "use_domain", 0)
 modparam("registrar", "min_expires", {{.MinExpires}})
@@ -373,7 +376,7 @@ func (s *Server) writeConfig() error {
 		"MaxExpires": s.opts.MaxExpires, "DefaultExpires": s.opts.DefaultExpires,
 		"NonceExpire": s.opts.NonceExpire, "Algorithm": s.opts.Algorithm, "NonceCount": s.opts.NonceCount,
 		"DB": filepath.Join(s.dir, "kamailio.sqlite"), "LogRegisters": s.opts.LogRegisters,
-		"ChallengeFlags": flags,
+		"ChallengeFlags": flags, "CtlKB": s.opts.PkgMB * 1024 / 2,
 	}
 	var b bytes.Buffer
 	if err := cfgTemplate.Execute(&b, data); err != nil {
@@ -602,11 +605,63 @@ func (s *Server) Bindings(ctx context.Context) ([]Binding, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	bs := ParseULDump(bufio.NewReaderSize(out, 1<<16))
+	br := bufio.NewReaderSize(out, 1<<16)
+	if head, _ := br.Peek(6); string(head) == "error:" { // kamcmd prints RPC errors on stdout
+		msg, _ := br.ReadString('\n')
+		cmd.Wait()
+		return nil, fmt.Errorf("kamcmd ul.dump: %s (raise PkgMB for big tables)", strings.TrimSpace(msg))
+	}
+	bs := ParseULDump(br)
 	if err := cmd.Wait(); err != nil {
 		return nil, fmt.Errorf("kamcmd ul.dump: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return bs, nil
+}
+
+// Lookup returns the bindings of one address of record (ul.lookup).
+func (s *Server) Lookup(ctx context.Context, aor string) ([]Binding, error) {
+	out, err := s.kamcmd(ctx, "ul.lookup", "location", aor)
+	if err != nil {
+		if strings.Contains(err.Error(), "404") {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if strings.HasPrefix(string(out), "error:") {
+		if strings.Contains(string(out), "404") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("kamcmd ul.lookup: %s", strings.TrimSpace(string(out)))
+	}
+	return ParseULDump(bufio.NewReader(bytes.NewReader(out))), nil
+}
+
+// LookupAll looks up many addresses of record in one kamcmd session (ul.dump
+// cannot return big tables: kamcmd limits the reply size). AoRs without
+// bindings are absent from the result.
+func (s *Server) LookupAll(ctx context.Context, aors []string) (map[string][]Binding, error) {
+	var in bytes.Buffer
+	for _, a := range aors {
+		in.WriteString("ul.lookup location " + a + "\n")
+	}
+	cmd := exec.CommandContext(ctx, "kamcmd", "-s", "unix:"+s.ctlPath)
+	cmd.Stdin = &in
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	bs := ParseULDump(bufio.NewReaderSize(out, 1<<16))
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("kamcmd ul.lookup: %w", err)
+	}
+	m := make(map[string][]Binding, len(aors))
+	for _, b := range bs {
+		m[b.AoR] = append(m[b.AoR], b)
+	}
+	return m, nil
 }
 
 // ParseULDump parses the text kamcmd prints for ul.dump.
