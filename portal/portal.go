@@ -273,10 +273,13 @@ func parseForm(r *http.Request) error {
 // found on partner and operator accounts.
 func (s *server) withAccount(h handler, customerOnly bool) handler {
 	return func(w http.ResponseWriter, r *http.Request, rq *req) {
-		acc, err := s.svc.Account(r.Context(), rq.p, r.PathValue("acc"))
-		if err != nil {
-			s.fail(w, r, rq, err)
-			return
+		acc := rq.home
+		if id := r.PathValue("acc"); acc == nil || id != acc.ID {
+			var err error
+			if acc, err = s.svc.Account(r.Context(), rq.p, id); err != nil {
+				s.fail(w, r, rq, err)
+				return
+			}
 		}
 		if customerOnly && acc.Kind != pbx2teams.KindCustomer {
 			s.notFound(w, r, rq)
