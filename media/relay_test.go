@@ -100,8 +100,14 @@ func TestLossCountedFromSequenceGap(t *testing.T) {
 		pbx.send(toA, pkt)
 		teams.mustRecv(pbx.seq, 0)
 	}
-	if st := c.Stats(); st.A.Lost != 2 || st.A.PacketsIn != 4 || st.B.Lost != 0 {
+	st := c.Stats()
+	if st.A.Lost != 2 || st.A.PacketsIn != 4 || st.B.Lost != 0 {
 		t.Errorf("loss: A lost %d in %d, B lost %d", st.A.Lost, st.A.PacketsIn, st.B.Lost)
+	}
+	// The packets carry 20 ms of timestamp each but arrived back to back:
+	// RFC 3550 interarrival jitter sees that.
+	if st.A.Jitter <= 0 || st.A.Jitter > 20*time.Millisecond {
+		t.Errorf("jitter %v", st.A.Jitter)
 	}
 }
 
