@@ -67,10 +67,14 @@ func New(t testing.TB, o Options) *Browser {
 	t.Helper()
 	path := Path()
 	if path == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("browser: chromium not found at %s (install the Debian package chromium)", DefaultPath)
+		want := DefaultPath
+		if p := os.Getenv(PathEnv); p != "" {
+			want = p + " (" + PathEnv + ")"
 		}
-		t.Skipf("browser: chromium not found at %s; skipping", DefaultPath)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("browser: chromium not found at %s (install the Debian package chromium)", want)
+		}
+		t.Skipf("browser: chromium not found at %s; skipping", want)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 90 * time.Second
