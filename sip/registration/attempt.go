@@ -70,6 +70,7 @@ type attempt struct {
 	chalFlags                                 uint8
 	nc                                        uint32 // for the pre-emptive answer
 	shared                                    bool   // chal is the hop's shared nonce
+	timer                                     *time.Timer
 	out                                       outcome
 }
 
@@ -256,8 +257,7 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr,
 		Host: st.AdvertisedHost(), Port: st.Port(t.Transport),
 		Params: sip.HeaderParams{{K: "branch", V: sip.GenerateBranchN(16)}, {K: "rport"}}})
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
+	req.AppendHeader(&maxForwards)
 	aor := "<sip:" + a.username + "@" + hostForURI(a.prof.domainHost) + ">"
 	var idbuf [16]byte
 	cid := strconv.AppendUint(idbuf[:0], a.callID, 36)
@@ -275,8 +275,8 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 	if authVal != "" {
 		req.AppendHeader(sip.NewHeader(authName, authVal))
 	}
-	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"))
-	req.AppendHeader(sip.NewHeader("User-Agent", st.UserAgentName()))
+	req.AppendHeader(allowHeader)
+	req.AppendHeader(e.uaHeader)
 	req.SetBody(nil)
 	req.SetTransport(tr)
 	req.SetDestination(t.Addr.String())
@@ -284,8 +284,12 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 		req.Laddr = st.UDPLocalAddr() // leave from the port in the Contact
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
-	defer cancel()
+	if t.Transport != "udp" {
+		// Connecting is part of the transaction's time budget.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.Timeout)
+		defer cancel()
+	}
 	if t.Transport == "tls" {
 		if err := st.DialTLS(ctx, t.Addr, t.Name); err != nil {
 			if ctx.Err() != nil && e.ctx.Err() == nil {
@@ -297,9 +301,17 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 	e.sent.Add(1)
 	tx, err := st.UA.TransactionLayer().Request(ctx, req)
 	if err != nil {
+		if ctx.Err() != nil && e.ctx.Err() == nil {
+			return nil, errNoResponse
+		}
 		return nil, err
 	}
 	defer tx.Terminate()
+	// The worker's timer bounds the wait; cheaper than a context per
+	// request.
+	timer := a.timer
+	timer.Reset(e.cfg.Timeout)
+	defer timer.Stop()
 	for {
 		select {
 		case res := <-tx.Responses():
@@ -312,6 +324,8 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 				return nil, err
 			}
 			return nil, errNoResponse
+		case <-timer.C:
+			return nil, errNoResponse
 		case <-ctx.Done():
 			if e.ctx.Err() != nil {
 				return nil, e.ctx.Err()
@@ -320,6 +334,11 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 		}
 	}
 }
+
+var (
+	maxForwards = sip.MaxForwardsHeader(70)
+	allowHeader = sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY")
+)
 
 // describeSendErr words a failure to get any response, and classifies it
 // for metrics.

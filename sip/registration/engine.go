@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	pbx2teams "github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/sip/sipx"
 )
@@ -41,6 +43,8 @@ type Engine struct {
 	wg     sync.WaitGroup
 	kick   chan struct{}
 	work   chan *attempt // hands attempts to idle workers
+	// Headers every REGISTER carries, shared (sipgo only reads them).
+	uaHeader sip.Header
 
 	mu       sync.Mutex
 	regs     map[string]*reg
@@ -73,6 +77,7 @@ func New(cfg Config) (*Engine, error) {
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), work: make(chan *attempt),
 		regs: map[string]*reg{}, profiles: map[string]*profile{}, hops: map[string]*hop{},
 		intern: map[string]string{}, failures: map[string]uint64{},
+		uaHeader: sip.NewHeader("User-Agent", cfg.Stack.UserAgentName()),
 	}, nil
 }
 
@@ -625,7 +630,10 @@ func (e *Engine) worker(a *attempt) {
 	defer e.wg.Done()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
+	txTimer := time.NewTimer(time.Hour)
+	txTimer.Stop()
 	for {
+		a.timer = txTimer
 		a.do(e.ctx)
 		e.finish(a)
 		e.wake()

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"hash"
 	"strconv"
 	"strings"
 )
@@ -185,43 +184,49 @@ type Answer struct {
 // Authorization builds the Authorization / Proxy-Authorization header value
 // answering c. The password never appears in the result.
 func Authorization(c *Challenge, a Answer) (string, error) {
-	var h hash.Hash
+	sha := false
 	switch c.Algorithm {
 	case AlgMD5, AlgMD5Sess, "":
-		h = md5.New()
 	case AlgSHA256, AlgSHA256Sess:
-		h = sha256.New()
+		sha = true
 	default:
 		return "", ErrUnsupportedDigest
 	}
+	sess := strings.HasSuffix(c.Algorithm, "-sess")
 	nc := a.NC
 	if nc == 0 {
 		nc = 1
 	}
 	cnonce := a.CNonce
-	if cnonce == "" && (c.QOP || strings.HasSuffix(c.Algorithm, "-sess")) {
+	if cnonce == "" && (c.QOP || sess) {
 		cnonce = NewCNonce()
 	}
-	var buf [64]byte
-	ha1 := hexHash(h, buf[:0], a.Username, ":", c.Realm, ":", a.Password)
-	if strings.HasSuffix(c.Algorithm, "-sess") {
-		ha1 = hexHash(h, buf[:0], string(ha1), ":", c.Nonce, ":", cnonce)
+	// Hashes are computed into stack buffers: this runs for every REGISTER.
+	var in [512]byte
+	var ha1, ha2, resp [64]byte
+	h := func(dst *[64]byte, parts ...string) []byte {
+		b := in[:0]
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return hexSum(dst, b, sha)
 	}
-	ha1s := string(ha1)
-	var buf2 [64]byte
-	ha2 := string(hexHash(h, buf2[:0], a.Method, ":", a.URI))
+	a1 := h(&ha1, a.Username, ":", c.Realm, ":", a.Password)
+	if sess {
+		a1 = h(&ha1, string(a1), ":", c.Nonce, ":", cnonce)
+	}
+	a2 := h(&ha2, a.Method, ":", a.URI)
 	var ncs string
-	var resp []byte
-	var buf3 [64]byte
+	var r []byte
 	if c.QOP {
 		ncs = ncString(nc)
-		resp = hexHash(h, buf3[:0], ha1s, ":", c.Nonce, ":", ncs, ":", cnonce, ":auth:", ha2)
+		r = h(&resp, string(a1), ":", c.Nonce, ":", ncs, ":", cnonce, ":auth:", string(a2))
 	} else {
-		resp = hexHash(h, buf3[:0], ha1s, ":", c.Nonce, ":", ha2)
+		r = h(&resp, string(a1), ":", c.Nonce, ":", string(a2))
 	}
 
 	var b strings.Builder
-	b.Grow(160 + len(a.Username) + len(c.Realm) + len(c.Nonce) + len(a.URI) + len(c.Opaque))
+	b.Grow(160 + len(a.Username) + len(c.Realm) + len(c.Nonce) + len(a.URI) + len(c.Opaque) + len(cnonce))
 	b.WriteString(`Digest username="`)
 	writeQuoted(&b, a.Username)
 	b.WriteString(`", realm="`)
@@ -231,7 +236,7 @@ func Authorization(c *Challenge, a Answer) (string, error) {
 	b.WriteString(`", uri="`)
 	writeQuoted(&b, a.URI)
 	b.WriteString(`", response="`)
-	b.Write(resp)
+	b.Write(r)
 	b.WriteString(`", algorithm=`)
 	b.WriteString(c.Algorithm)
 	if c.QOP {
@@ -253,20 +258,16 @@ func Authorization(c *Challenge, a Answer) (string, error) {
 	return b.String(), nil
 }
 
-func hexHash(h hash.Hash, dst []byte, parts ...string) []byte {
-	h.Reset()
-	for _, p := range parts {
-		h.Write([]byte(p))
+// hexSum hashes b (MD5 or SHA-256) and hex-encodes the sum into dst.
+func hexSum(dst *[64]byte, b []byte, sha bool) []byte {
+	if sha {
+		sum := sha256.Sum256(b)
+		hex.Encode(dst[:], sum[:])
+		return dst[:64]
 	}
-	var sum [32]byte
-	s := h.Sum(sum[:0])
-	n := hex.EncodedLen(len(s))
-	if cap(dst) < n {
-		dst = make([]byte, n)
-	}
-	dst = dst[:n]
-	hex.Encode(dst, s)
-	return dst
+	sum := md5.Sum(b)
+	hex.Encode(dst[:], sum[:])
+	return dst[:32]
 }
 
 func ncString(nc uint32) string {
