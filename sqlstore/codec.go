@@ -134,19 +134,32 @@ func likeContains(s string) string {
 }
 
 // searchText is the lowercased text a search matches, from fields joined by
-// newlines so that a term does not match across two of them.
-func searchText(fields ...string) string {
+// newlines so that a term does not match across two of them, cut to at most
+// max bytes (it is part of an index row on PostgreSQL, which has a size
+// limit; no one searches past the first few hundred characters).
+func searchText(max int, fields ...string) string {
 	var b strings.Builder
-	for i, f := range fields {
+	for _, f := range fields {
 		if f == "" {
 			continue
 		}
-		if i > 0 && b.Len() > 0 {
+		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
 		b.WriteString(strings.ToLower(f))
 	}
-	return b.String()
+	return truncateUTF8(b.String(), max)
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // userCursor is the key of the last user of a page.

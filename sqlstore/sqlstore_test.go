@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pbx2teams/pbx2teams"
 )
@@ -151,5 +152,20 @@ func TestNewID(t *testing.T) {
 			t.Fatalf("bad or repeated id %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+func TestSearchText(t *testing.T) {
+	if got := searchText(100, "A@B.example", "", "Zoë"); got != "a@b.example\nzoë" {
+		t.Errorf("searchText = %q", got)
+	}
+	long := strings.Repeat("é", 400) // 800 bytes
+	got := searchText(maxIdentitySearch, long, long)
+	if len(got) > maxIdentitySearch || !utf8.ValidString(got) {
+		t.Errorf("capped search text: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	u := &pbx2teams.User{UPN: long, DisplayName: long, Mail: long, SIPUsername: long, PhoneNumber: long}
+	if n := len(identitySearch(u)) + len(configSearch(u)); n > 768 {
+		t.Errorf("search text of %d bytes, want at most 768", n)
 	}
 }

@@ -32,6 +32,12 @@ func scanUser(s scanner, u *pbx2teams.User) error {
 	return nil
 }
 
+// Caps of the two halves of the search text, in bytes; 768 in all.
+const (
+	maxIdentitySearch = 600
+	maxConfigSearch   = 167 // plus the leading newline
+)
+
 // identitySearch and configSearch are the two halves of a user's search
 // text (search = search_identity || search_config); the sync writes the
 // first, the admin's configuration the second. The mail is left out when it
@@ -41,11 +47,11 @@ func identitySearch(u *pbx2teams.User) string {
 	if strings.EqualFold(mail, u.UPN) {
 		mail = ""
 	}
-	return searchText(u.UPN, u.DisplayName, mail)
+	return searchText(maxIdentitySearch, u.UPN, u.DisplayName, mail)
 }
 
 func configSearch(u *pbx2teams.User) string {
-	s := searchText(u.SIPUsername, u.PhoneNumber)
+	s := searchText(maxConfigSearch, u.SIPUsername, u.PhoneNumber)
 	if s == "" {
 		return ""
 	}

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) pbx2teams.Store) {
 		{"TeamsSettings", testTeamsSettings},
 		{"UpsertKeepsConfig", testUpsertKeepsConfig},
 		{"UserLookups", testUserLookups},
+		{"LongFields", testLongFields},
 		{"UsersPagination", testUsersPagination},
 		{"UsersSearch", testUsersSearch},
 		{"UsersSearchMany", testUsersSearchMany},
@@ -557,6 +558,40 @@ func testUserLookups(t *testing.T, s pbx2teams.Store) {
 	wantCode(t, err, pbx2teams.ENotFound)
 	_, err = s.User(ctx, tr.c1.ID, "usr_missing")
 	wantCode(t, err, pbx2teams.ENotFound)
+}
+
+// testLongFields stores a user with fields at the directory's maximum
+// lengths in 4-byte characters, and finds it.
+func testLongFields(t *testing.T, s pbx2teams.Store) {
+	ctx := ctxOf(t)
+	tr := mkTree(t, s)
+	// Varied characters, so that a database cannot compress them away.
+	seed := uint32(1)
+	varied := func(n int, lo, span rune) string {
+		var b strings.Builder
+		for range n {
+			seed = seed*1664525 + 1013904223
+			b.WriteRune(lo + rune(seed>>8)%span)
+		}
+		return b.String()
+	}
+	name := varied(256, 0x1F300, 0x300) // Entra allows 256 characters; emoji take 4 bytes
+	u := dirUser(tr.c1.ID, 1, name)
+	u.UPN = "üüüüüüüüüü" + varied(54, 0x4E00, 0x5000) + "@" + varied(48, 'a', 26)
+	u.Mail = varied(200, 0x4E00, 0x5000) + "@" + varied(55, 'a', 26)
+	must(t, s.UpsertDirectoryUser(ctx, u))
+	u.Type, u.SIPUsername, u.PhoneNumber, u.ContactUser = pbx2teams.ServiceStandard, varied(200, 0x4E00, 0x5000), "+15550001", "long"
+	must(t, s.UpdateUserConfig(ctx, u))
+	got, err := s.User(ctx, tr.c1.ID, u.ID)
+	must(t, err)
+	if got.DisplayName != name || got.UPN != u.UPN || got.Mail != u.Mail || got.SIPUsername != u.SIPUsername {
+		t.Error("long fields did not round-trip")
+	}
+	page, err := s.Users(ctx, pbx2teams.UserQuery{AccountID: tr.c1.ID, Search: strings.Repeat("Ü", 10)})
+	must(t, err)
+	if page.Total != 1 || len(page.Users) != 1 || page.Users[0].ID != u.ID {
+		t.Errorf("search in a long UPN: %+v", page)
+	}
 }
 
 // seedUsers creates n users in accountID with display names that repeat
