@@ -65,6 +65,14 @@ func (c *call) trace(l *leg, dir string, m sip.Message) {
 	if c.tb != nil {
 		c.tb.add(l.s.name, dir, m)
 	}
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		switch x := m.(type) {
+		case *sip.Request:
+			c.log.Debug("sip", "leg", l.s.name, "dir", dir, "msg", x.StartLine(), "dest", x.Destination(), "src", x.Source())
+		case *sip.Response:
+			c.log.Debug("sip", "leg", l.s.name, "dir", dir, "msg", x.StartLine(), "cseq", x.CSeq().Value())
+		}
+	}
 }
 
 // mediaLeg is the relay leg of a SIP leg.

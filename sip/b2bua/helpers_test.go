@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -80,11 +81,17 @@ func (d *directory) PBXSettings(_ context.Context, acct string) (*pbx2teams.PBXS
 type registrations struct {
 	mu   sync.Mutex
 	live map[string][]netip.Addr
+	src  b2bua.Registrations // when set, asked first (the registration engine)
 }
 
 func (r *registrations) PBXAddresses(id string) ([]netip.Addr, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.src != nil {
+		if a, ok := r.src.PBXAddresses(id); ok {
+			return a, ok
+		}
+	}
 	a, ok := r.live[id]
 	return a, ok
 }
@@ -200,6 +207,34 @@ type env struct {
 	Rec      *recorder
 	Tenant   *simteams.Tenant
 	Customer string // the customer's SBC FQDN
+
+	pwMu      sync.Mutex
+	passwords map[string]string // SIP username → password (default "pw-" + username)
+}
+
+func (e *env) cfgPassword(user, pw string) {
+	e.pwMu.Lock()
+	e.passwords[user] = pw
+	e.pwMu.Unlock()
+}
+
+func (e *env) password(u *pbx2teams.User) (string, error) {
+	e.pwMu.Lock()
+	defer e.pwMu.Unlock()
+	if pw, ok := e.passwords[u.SIPUsername]; ok {
+		return pw, nil
+	}
+	return "pw-" + u.SIPUsername, nil
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 type envOptions struct {
@@ -234,11 +269,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	t.Cleanup(func() { relay.Close() })
 	e := &env{Env: te, PBX: st, Relay: relay, Dir: &directory{pbx: map[string]*pbx2teams.PBXSettings{}},
-		Regs: &registrations{live: map[string][]netip.Addr{}}, Rec: &recorder{ch: make(chan *b2bua.Record, 64)}}
+		Regs: &registrations{live: map[string][]netip.Addr{}}, Rec: &recorder{ch: make(chan *b2bua.Record, 64)},
+		passwords: map[string]string{}}
 	cfg := b2bua.Config{
 		PBX: st, Trunk: te.Trunk, Relay: relay, Directory: e.Dir, Registrations: e.Regs,
 		Customers: customers{base: te.FQDN, labels: map[string]string{label: acct}},
-		Passwords: func(u *pbx2teams.User) (string, error) { return "pw-" + u.SIPUsername, nil },
+		Passwords: e.password,
 		Recorder:  e.Rec, RingTimeout: 20 * time.Second, Logger: testLogger(),
 	}
 	if o.b2bua != nil {
