@@ -184,7 +184,7 @@ func (c *call) finish() {
 	}
 	c.rec.Media = MediaRecord{Codec: st.A.Codec, PacketsFromPBX: st.A.PacketsIn, PacketsToPBX: st.A.PacketsOut,
 		PacketsFromMS: st.B.PacketsIn, PacketsToMS: st.B.PacketsOut, LostFromPBX: st.A.Lost, LostFromMS: st.B.Lost,
-		JitterPBX: st.A.Jitter, JitterMS: st.B.Jitter, SRTPFailures: st.A.AuthFailures + st.B.AuthFailures}
+		JitterPBX: st.A.Jitter, JitterMS: st.B.Jitter, SRTPFailures: st.A.AuthFailures + st.B.AuthFailures, SRTPPBX: st.A.SRTP}
 	rec := c.rec
 	c.mu.Unlock()
 	for _, l := range legs {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -391,4 +392,70 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// A desk phone with SRTP (baresip, SDES, media encryption mandatory)
+// calls extension 1001 through Kamailio: the relay decrypts the phone's
+// SRTP and re-keys it toward Teams; the Teams user receives the audio.
+func TestBaresipSRTPCallsTeams(t *testing.T) {
+	bin, err := exec.LookPath("baresip")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("baresip is not installed (CI requires it: apt-get install baresip-core)")
+		}
+		t.Skip("baresip is not installed")
+	}
+	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"udp"}, Domain: pbxDomain,
+		Subscribers: []kamailio.Subscriber{{Username: "1001", Password: "p1001"}}})
+	e := newEnv(t, envOptions{})
+	eng := useEngine(t, e)
+	u := e.addUser("1001", "+442071230001", netip.Addr{})
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 100 * time.Millisecond, Media: simteams.Echo})
+	register(t, eng, k, u, "p1001")
+
+	dir := t.TempDir()
+	cfg := "sip_listen 127.0.0.1:" + fmt.Sprint(freeUDPPort(t)) + "\nsip_trans_def udp\n" +
+		"audio_source ausine,1000\nausrc_srate 48000\nausrc_channels 2\naudio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n" +
+		"module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\nmodule aufile.so\nmodule srtp.so\n" +
+		"module_app account.so\nmodule_app menu.so\n"
+	acc := "<sip:2002@" + pbxDomain + ";transport=udp>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU\n"
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(acc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	cmd := exec.CommandContext(ctx, bin, "-f", dir, "-t", "6", "-e", "/dial sip:1001@"+k.Addr())
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	tc, err := tu.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("%v; baresip:\n%s", err, out.String())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tc.Media().Packets < 50 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if tc.Media().Packets < 50 {
+		t.Fatalf("no SRTP audio from the desk phone at the Teams user: %+v %+v\nbaresip:\n%s", tc.Media(), e.Relay.ActiveCalls(), out.String())
+	}
+	if m := tc.Media(); m.AuthFailures != 0 || m.Codec != "PCMU" {
+		t.Errorf("Teams user media %+v", m)
+	}
+	select {
+	case <-tc.Done():
+	case <-ctx.Done():
+		t.Fatalf("call not released after baresip quit; baresip:\n%s", out.String())
+	}
+	rec := e.Rec.next(t)
+	// A stray packet at set-up may fail authentication; the stream must not.
+	if rec.Result != b2bua.ResultAnswered || rec.Media.PacketsFromPBX < 50 || rec.Media.SRTPFailures*100 > rec.Media.PacketsFromPBX ||
+		!rec.Media.SRTPPBX {
+		t.Errorf("record %+v", rec)
+	}
 }

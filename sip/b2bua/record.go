@@ -76,6 +76,7 @@ type MediaRecord struct {
 	JitterPBX      time.Duration `json:"jitter_pbx_ns"`
 	JitterMS       time.Duration `json:"jitter_teams_ns"`
 	SRTPFailures   uint64        `json:"srtp_failures"`
+	SRTPPBX        bool          `json:"srtp_pbx"` // the PBX leg used SRTP
 }
 
 // TraceMessage is one SIP message of a call's trace.
