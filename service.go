@@ -55,6 +55,19 @@ func (s *Service) changed(accountID string) {
 	}
 }
 
+// pbxSaved tells listeners that also implement PBXListener that the PBX
+// settings were saved, so failed registrations are retried at once.
+func (s *Service) pbxSaved(accountID string) {
+	s.mu.Lock()
+	ls := append([]ConfigListener(nil), s.listeners...)
+	s.mu.Unlock()
+	for _, l := range ls {
+		if pl, ok := l.(PBXListener); ok {
+			pl.PBXSettingsSaved(accountID)
+		}
+	}
+}
+
 func (s *Service) now() time.Time {
 	if s.Now != nil {
 		return s.Now().UTC()

@@ -195,6 +195,7 @@ func (s *Service) SetPBXSettings(ctx context.Context, p *Principal, in PBXSettin
 		return nil, err
 	}
 	s.changed(in.AccountID)
+	s.pbxSaved(in.AccountID)
 	return &in, nil
 }
 

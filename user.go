@@ -127,3 +127,10 @@ type RegistrationStates interface {
 type ConfigListener interface {
 	CustomerChanged(accountID string)
 }
+
+// PBXListener is an optional extension of ConfigListener: it is told when an
+// admin saves a customer's PBX settings, even unchanged, which is the admin's
+// way of asking for failed registrations to be retried now.
+type PBXListener interface {
+	PBXSettingsSaved(accountID string)
+}
