@@ -149,11 +149,13 @@ func TestSRVFailover(t *testing.T) {
 }
 
 // rawPBX is a UDP "PBX" that answers each REGISTER with whatever respond
-// returns (raw datagrams, possibly malformed).
+// returns (raw datagrams, possibly malformed). respond gets the number of
+// the transaction (1, 2, ...); retransmissions get the same number.
 type rawPBX struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	n    int
+	conn     *net.UDPConn
+	mu       sync.Mutex
+	n        int
+	branches map[string]int
 }
 
 func startRawPBX(t *testing.T, respond func(n int, req map[string]string) []string) *rawPBX {
@@ -162,7 +164,7 @@ func startRawPBX(t *testing.T, respond func(n int, req map[string]string) []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rawPBX{conn: c}
+	p := &rawPBX{conn: c, branches: map[string]int{}}
 	t.Cleanup(func() { c.Close() })
 	go func() {
 		buf := make([]byte, 65535)
@@ -184,8 +186,12 @@ func startRawPBX(t *testing.T, respond func(n int, req map[string]string) []stri
 				}
 			}
 			p.mu.Lock()
-			p.n++
-			count := p.n
+			count, seen := p.branches[hdr["Via"]]
+			if !seen {
+				p.n++
+				count = p.n
+				p.branches[hdr["Via"]] = count
+			}
 			p.mu.Unlock()
 			for _, out := range respond(count, hdr) {
 				c.WriteToUDP([]byte(out), from)

@@ -346,7 +346,7 @@ request_route {
 	}
 	if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
 	if (is_method("REGISTER")) {
-{{if .LogRegisters}}		xlog("L_NOTICE", "REGISTER $fU callid=$ci cseq=$cs src=$si:$sp proto=$pr auth=$adu\n");
+{{if .LogRegisters}}		xlog("L_NOTICE", "REGISTER $fU callid=$ci cseq=$cs src=$si:$sp proto=$pr auth=$au\n");
 {{end}}		if (!auth_check("$fd", "subscriber", "1")) {
 			auth_challenge("$fd", "{{.ChallengeFlags}}");
 			exit;
@@ -542,6 +542,54 @@ func (s *Server) LogTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Register is one REGISTER transaction Kamailio received (LogRegisters).
+type Register struct {
+	User, CallID, CSeq, Source, Proto string
+	// AuthUser is the digest user name of the credentials, "" without.
+	AuthUser string
+}
+
+// Registers returns the REGISTER transactions received so far, in order;
+// retransmissions (same Call-ID and CSeq) are counted once. Needs
+// Options.LogRegisters.
+func (s *Server) Registers() []Register {
+	var out []Register
+	seen := map[string]bool{}
+	for _, line := range strings.Split(s.Log(), "\n") {
+		_, rest, ok := strings.Cut(line, "<script>: REGISTER ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 6 {
+			continue
+		}
+		r := Register{User: f[0]}
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "callid":
+				r.CallID = v
+			case "cseq":
+				r.CSeq = v
+			case "src":
+				r.Source = v
+			case "proto":
+				r.Proto = v
+			case "auth":
+				if v != "<null>" {
+					r.AuthUser = v
+				}
+			}
+		}
+		if key := r.CallID + " " + r.CSeq; !seen[key] {
+			seen[key] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Log returns Kamailio's whole log (including LogRegisters lines).

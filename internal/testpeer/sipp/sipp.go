@@ -407,16 +407,40 @@ func (p *Process) MessageLog() []Message {
 	return out
 }
 
-// Received returns the requests with this method SIPp received, in order,
-// retransmissions included.
+// Received returns the requests with this method SIPp received, in order;
+// retransmissions (same top Via branch) are left out.
 func (p *Process) Received(method string) []Message {
 	var out []Message
+	seen := map[string]bool{}
 	for _, m := range p.MessageLog() {
-		if m.Received && strings.HasPrefix(m.Text, method+" ") {
-			out = append(out, m)
+		if !m.Received || !strings.HasPrefix(m.Text, method+" ") {
+			continue
 		}
+		if b := viaBranch(m.Text); b != "" {
+			if seen[b] {
+				continue
+			}
+			seen[b] = true
+		}
+		out = append(out, m)
 	}
 	return out
+}
+
+func viaBranch(msg string) string {
+	for _, line := range strings.Split(msg, "\n") {
+		l := strings.TrimSpace(line)
+		if len(l) > 4 && (strings.HasPrefix(strings.ToLower(l), "via:") || strings.HasPrefix(l, "v:")) {
+			if _, b, ok := strings.Cut(l, "branch="); ok {
+				if i := strings.IndexAny(b, ";, "); i >= 0 {
+					b = b[:i]
+				}
+				return b
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // Stop ends SIPp (SIGTERM, then SIGKILL) and removes its directory if
