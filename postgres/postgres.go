@@ -4,12 +4,12 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pbx2teams/pbx2teams/sqlstore"
 )
 
@@ -24,10 +24,17 @@ const (
 // time (an advisory lock). LockAccount locks the account's row (SELECT ...
 // FOR NO KEY UPDATE) until the transaction ends.
 func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
-	db, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	// Plan each statement for its arguments: a user search must use the
+	// trigram index for a rare term and scan for a common one, which a
+	// cached generic plan cannot do. Planning these small queries is cheap.
+	if _, ok := cfg.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(8)
 	if err := db.PingContext(ctx); err != nil {

@@ -60,7 +60,8 @@ func migrations(name string) ([]migration, error) {
 }
 
 // statements splits a migration into statements: each ends with a line
-// whose last character is ';'. Comment-only and blank chunks are dropped.
+// whose last character is ';', outside a $$-quoted body (DO blocks).
+// Comment-only and blank chunks are dropped.
 func statements(src string) []string {
 	var out []string
 	var cur strings.Builder
@@ -78,10 +79,18 @@ func statements(src string) []string {
 			}
 		}
 	}
+	inBody := false
 	for _, line := range strings.Split(src, "\n") {
 		cur.WriteString(line)
 		cur.WriteByte('\n')
-		if strings.HasSuffix(strings.TrimSpace(line), ";") && !strings.HasPrefix(strings.TrimSpace(line), "--") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "--") {
+			continue
+		}
+		if strings.Count(t, "$$")%2 == 1 {
+			inBody = !inBody
+		}
+		if !inBody && strings.HasSuffix(t, ";") {
 			flush()
 		}
 	}
@@ -157,4 +166,14 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// LatestVersion is the schema version this binary brings a database of the
+// dialect (SQLite or Postgres) to.
+func LatestVersion(dialect string) (int, error) {
+	steps, err := migrations(dialect)
+	if err != nil || len(steps) == 0 {
+		return 0, fmt.Errorf("sqlstore: no migrations for %q: %v", dialect, err)
+	}
+	return steps[len(steps)-1].Version, nil
 }

@@ -47,12 +47,20 @@ CREATE TABLE a (
 	y TEXT
 );
 CREATE INDEX a_x ON a (x) WHERE x <> '';
+DO $$
+BEGIN
+	EXECUTE 'SELECT 1';
+EXCEPTION WHEN OTHERS THEN
+	RAISE NOTICE 'no';
+END
+$$;
 
 -- trailing comment
 `
 	got := statements(src)
-	if len(got) != 2 || !strings.HasPrefix(got[0], "-- header") || !strings.HasSuffix(got[0], ");") ||
-		got[1] != "CREATE INDEX a_x ON a (x) WHERE x <> '';" {
+	if len(got) != 3 || !strings.HasPrefix(got[0], "-- header") || !strings.HasSuffix(got[0], ");") ||
+		got[1] != "CREATE INDEX a_x ON a (x) WHERE x <> '';" ||
+		!strings.HasPrefix(got[2], "DO $$") || !strings.HasSuffix(got[2], "END\n$$;") {
 		t.Errorf("statements = %q", got)
 	}
 }

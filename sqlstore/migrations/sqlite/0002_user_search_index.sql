@@ -1,0 +1,2 @@
+-- Nothing to do on SQLite: a search scans the users_list index, which holds
+-- the search text (see 0001). The PostgreSQL flavour adds a trigram index.
