@@ -633,7 +633,7 @@ func (s *Server) Stat(ctx context.Context, name string) (int64, error) {
 type Binding struct {
 	AoR       string
 	Contact   string
-	Expires   int // seconds left
+	Expires   int // seconds left (0: under a second); negative once expired
 	CallID    string
 	CSeq      int
 	UserAgent string
@@ -741,7 +741,11 @@ func ParseULDump(r *bufio.Reader) []Binding {
 		case "Address":
 			cur.Contact = v
 		case "Expires":
-			cur.Expires, _ = strconv.Atoi(v)
+			n, err := strconv.Atoi(v)
+			if err != nil { // "expired", "deleted"; "permanent" never here
+				n = -1
+			}
+			cur.Expires = n
 		case "Call-ID":
 			cur.CallID = v
 		case "CSeq":
