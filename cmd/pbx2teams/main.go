@@ -18,6 +18,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/pbx2teams/pbx2teams/msim"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -34,6 +36,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(ctx, os.Args[2:])
+	case "msim":
+		err = runMsim(ctx, os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("pbx2teams", version)
 	case "help", "--help", "-h":
@@ -54,6 +58,7 @@ func usage() {
 
 commands:
   serve     run the service (portal, API, SIP engine, media relay)
+  msim      run the Microsoft 365 / Teams simulator on its own
   version   print the version
 
 Run "pbx2teams serve -h" for the flags of serve.
@@ -85,4 +90,26 @@ func newLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// runMsim runs the Microsoft 365 simulator standalone, e.g. for a staging
+// node that should not reach Microsoft.
+func runMsim(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("msim", flag.ContinueOnError)
+	var o msim.ServeOptions
+	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8765", "listen address")
+	fs.StringVar(&o.Fixture, "fixture", "", "JSON tenant fixture (default: the built-in sandbox tenant)")
+	fs.IntVar(&o.Generate, "generate", 0, "also generate a tenant with this many users")
+	fs.StringVar(&o.BaseURL, "base-url", "", "URL clients reach the simulator at (default http://<addr>)")
+	level := fs.String("log-level", "info", "log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level)
+	if err != nil {
+		return err
+	}
+	o.Logger = log
+	o.Ready = func(base string, _ *msim.Sim) { log.Info("Microsoft 365 simulator ready", "url", base) }
+	return msim.Serve(ctx, o)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/api"
 	"github.com/pbx2teams/pbx2teams/metrics"
+	"github.com/pbx2teams/pbx2teams/msim"
 	"github.com/pbx2teams/pbx2teams/portal"
 	"github.com/pbx2teams/pbx2teams/postgres"
 	"github.com/pbx2teams/pbx2teams/secrets"
@@ -32,6 +33,10 @@ type config struct {
 	logLevel      string
 	secureCookies bool
 	adminEmail    string
+	publicURL     string
+	sipListen     string
+	sipAdvertise  string
+	regRate       float64
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -45,6 +50,10 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.secureCookies, "secure-cookies", false, "mark cookies Secure (set when the portal is served over HTTPS)")
 	fs.StringVar(&c.adminEmail, "admin-email", "admin@localhost", "email of the operator admin created on first start")
+	fs.StringVar(&c.publicURL, "public-url", "", "URL browsers reach the portal at (default http://<--http address>)")
+	fs.StringVar(&c.sipListen, "sip-listen", "udp:127.0.0.1:5060,tcp:127.0.0.1:5060", "SIP listeners toward PBXs, comma-separated transport:host:port")
+	fs.StringVar(&c.sipAdvertise, "sip-advertise", "", "host put in Contact and Via toward PBXs (default: the listener's host)")
+	fs.Float64Var(&c.regRate, "register-rate", 50, "most REGISTER requests per second sent to one PBX")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,6 +75,9 @@ func serve(ctx context.Context, args []string) error {
 	ln, err := net.Listen("tcp", c.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another pbx2teams running? use --http to pick another address)", c.httpAddr, err)
+	}
+	if err := app.start(ctx); err != nil {
+		return err
 	}
 	srv := &http.Server{Handler: app.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -89,12 +101,28 @@ type app struct {
 	svc     *pbx2teams.Service
 	handler http.Handler
 	closers []func()
+	// runners are started by start, in their own goroutines.
+	runners []func(ctx context.Context) error
+	log     *slog.Logger
+}
+
+// start runs the background planes (SIP engine, feeders, sync scheduler).
+func (a *app) start(ctx context.Context) error {
+	for _, run := range a.runners {
+		go func() {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("background plane stopped", "err", err)
+			}
+		}()
+	}
+	return nil
 }
 
 func (a *app) close() {
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
 	}
+	a.closers = nil
 }
 
 // open opens the store and wires every plane. It is shared by serve and the
@@ -111,7 +139,7 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &app{}
+	a := &app{log: log}
 	switch {
 	case c.database == "":
 		path := filepath.Join(c.dataDir, "pbx2teams.db")
@@ -139,11 +167,28 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 	}
 	if created {
 		// Shown once, on the terminal only: the hash alone is stored.
-		fmt.Fprintf(os.Stderr, "\n  First start: operator admin created.\n    email:    %s\n    password: %s\n  This password is shown only now; change it after signing in.\n\n", c.adminEmail, password)
+		fmt.Fprintf(os.Stderr, "\n  First start: operator admin created.\n    email:    %s\n    password: %s\n  This password is shown only now: keep it in a password manager.\n\n", c.adminEmail, password)
 	}
 
 	reg := metrics.NewRegistry()
 	mux := http.NewServeMux()
+	if c.publicURL == "" {
+		c.publicURL = "http://" + c.httpAddr
+	}
+	c.publicURL = strings.TrimRight(c.publicURL, "/")
+	if c.sandbox {
+		sim, err := msim.NewSandbox(msim.Options{BaseURL: c.publicURL + sandboxPrefix})
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("sandbox tenant: %w", err)
+		}
+		mux.Handle(sandboxPrefix+"/", http.StripPrefix(sandboxPrefix, sim.Handler()))
+		log.Info("sandbox Microsoft 365 tenant", "url", c.publicURL+sandboxPrefix)
+	}
+	if err := a.wireSIP(c, reg); err != nil {
+		a.close()
+		return nil, err
+	}
 	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log}))
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -160,6 +205,10 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 	a.handler = reg.Instrument(mux, routeClass)
 	return a, nil
 }
+
+// sandboxPrefix is where serve --sandbox mounts the simulated Microsoft 365
+// (its login and Graph endpoints) on the portal's own address.
+const sandboxPrefix = "/_msim"
 
 // routeClass names a request's route for metrics without its IDs.
 func routeClass(r *http.Request) string {
