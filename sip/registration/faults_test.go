@@ -308,3 +308,65 @@ func TestRateLimit(t *testing.T) {
 		return e.Stats().ByState[pbx2teams.RegRegistered] == users
 	})
 }
+
+// NAT keep-alives: a double CRLF reaches the PBX from the registered
+// UDP flow at the configured interval.
+func TestKeepAliveUDP(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	pings := 0
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	st := newStack(t, sipx.StackConfig{}, "udp")
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			msg := string(buf[:n])
+			if msg == "\r\n\r\n" {
+				if from.Port == st.Port("udp") { // from the Contact's port
+					mu.Lock()
+					pings++
+					mu.Unlock()
+				}
+				continue
+			}
+			hdr := map[string]string{}
+			for _, line := range strings.Split(msg, "\r\n")[1:] {
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					hdr[k] = strings.TrimSpace(v)
+				}
+			}
+			c.WriteToUDP([]byte(reply(hdr, "200 OK", "Expires: 3600")), from)
+		}
+	}()
+	e := newEngine(t, Config{Stack: st, KeepAlive: 300 * time.Millisecond})
+	a := Account{UserID: "ka", Domain: "pbx.test", OutboundProxy: c.LocalAddr().String(), Username: "500", Password: "x", ContactUser: "cka"}
+	if err := e.Set(a); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "keep-alives", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return pings >= 2
+	})
+	e.Remove(a.UserID) // no binding left: keep-alives stop
+	waitFor(t, 5*time.Second, "removed", func() bool { _, ok := e.State(a.UserID); return !ok })
+	time.Sleep(400 * time.Millisecond)
+	mu.Lock()
+	before := pings
+	mu.Unlock()
+	time.Sleep(1200 * time.Millisecond)
+	mu.Lock()
+	after := pings
+	mu.Unlock()
+	if after != before {
+		t.Errorf("%d keep-alives after the last binding went", after-before)
+	}
+}

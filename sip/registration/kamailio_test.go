@@ -335,3 +335,31 @@ func TestKamailioSettingsChanges(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// Over TCP, a PBX restart closes the connection; the keep-alive notices
+// and the users re-register at once instead of at their next refresh (the
+// PBX could not reach them over a dead connection).
+func TestKamailioTCPFlowRecovery(t *testing.T) {
+	t.Parallel()
+	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"tcp"}})
+	st := newStack(t, sipx.StackConfig{}, "tcp")
+	e := newEngine(t, Config{Stack: st, KeepAlive: 300 * time.Millisecond})
+	accs := kamAccounts(t, k, "flow", "tcp", 3)
+	var ids []string
+	for _, a := range accs {
+		if err := e.Set(a); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.UserID)
+	}
+	waitFor(t, 5*time.Second, "registered", func() bool { return allRegistered(e, ids...) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := k.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Granted 3600 s: only flow recovery brings the bindings back soon.
+	waitFor(t, 10*time.Second, "bindings back after the restart", func() bool {
+		return len(bindingsByAoR(t, k)) == len(accs)
+	})
+}
