@@ -32,7 +32,7 @@ func startDNS(t *testing.T) *dnsserver.Server {
 // certificate valid for the SIP domain (found by DNS) it registers; a
 // trusted certificate for another name is refused.
 func TestTLSCertificate(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	pool, cert := registrar.Certificate(t, "pbx.test")
 	reg := registrar.Start(t, "tls", &tls.Config{Certificates: []tls.Certificate{cert}})
 	_, port, _ := net.SplitHostPort(reg.Addr)
@@ -92,7 +92,7 @@ func TestTLSCertificate(t *testing.T) {
 // A domain DNS does not know fails with a reason saying so, and is retried
 // with backoff.
 func TestDNSFailure(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	dns := startDNS(t)
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st, Resolver: dns.Resolver()})
@@ -113,7 +113,7 @@ func TestDNSFailure(t *testing.T) {
 // RFC 3263 failover: the SRV record with the best priority points at a
 // dead server; the engine goes on to the next and registers there.
 func TestSRVFailover(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"tcp"}, Domain: "pbx.test"})
 	dead, err := kamailio.FreePort() // nothing listens there
 	if err != nil {
@@ -220,7 +220,7 @@ func reply(req map[string]string, status string, extra ...string) string {
 // Malformed responses are ignored or handled, never a crash; after the
 // garbage, a valid 200 registers the user.
 func TestMalformedResponses(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	pbx := startRawPBX(t, func(n int, req map[string]string) []string {
 		garbage := []string{
 			"", "\x00\x01\x02", "SIP/2.0", "SIP/2.0 200\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n",
@@ -272,7 +272,7 @@ func TestMalformedResponses(t *testing.T) {
 // The per-PBX rate limit holds: with 10/s and a burst of 2, no more than
 // 2+10·t REGISTERs leave in the first t seconds, however many users are due.
 func TestRateLimit(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	var mu sync.Mutex
 	var first time.Time
 	pbx := startRawPBX(t, func(n int, req map[string]string) []string {
@@ -312,7 +312,7 @@ func TestRateLimit(t *testing.T) {
 // NAT keep-alives: a double CRLF reaches the PBX from the registered
 // UDP flow at the configured interval.
 func TestKeepAliveUDP(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	var mu sync.Mutex
 	pings := 0
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})

@@ -24,6 +24,19 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// heavy limits how many tests run real peers (Kamailio, SIPp) at once, so
+// that parallel tests do not starve each other on a small machine.
+var heavy = make(chan struct{}, 3)
+
+// peers marks a test as running real peers: it runs in parallel with
+// other tests, at most three such tests at a time.
+func peers(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	heavy <- struct{}{}
+	t.Cleanup(func() { <-heavy })
+}
+
 // newStack listens on 127.0.0.1 free ports for the given transports.
 func newStack(t testing.TB, cfg sipx.StackConfig, transports ...string) *sipx.Stack {
 	t.Helper()
@@ -83,13 +96,15 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 	return e
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes. Deadlines are
+// generous (three times d): they only bound a failing test, and a loaded
+// CI machine must not turn them into failures.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(3 * d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			t.Fatalf("timed out after %v waiting for %s", 3*d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -135,7 +150,7 @@ func kamAccounts(t testing.TB, k *kamailio.Server, prefix, transport string, n i
 
 func bindingsByAoR(t testing.TB, k *kamailio.Server) map[string]kamailio.Binding {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	bs, err := k.Bindings(ctx)
 	if err != nil {
@@ -153,7 +168,7 @@ func bindingsByAoR(t testing.TB, k *kamailio.Server) map[string]kamailio.Binding
 
 func kamStat(t testing.TB, k *kamailio.Server, name string) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	v, err := k.Stat(ctx, name)
 	if err != nil {

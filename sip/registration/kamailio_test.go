@@ -16,7 +16,7 @@ import (
 // with our Contacts, refreshes come before the (short) granted expiry and
 // reuse the nonce, and Remove deletes the binding at Kamailio.
 func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k := kamailio.StartT(t, kamailio.Options{MaxExpires: 4, DefaultExpires: 4, LogRegisters: true})
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st})
@@ -124,7 +124,7 @@ func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
 
 // TCP transport, SHA-256 digest and nonce-count checking at Kamailio.
 func TestKamailioTCPSHA256(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"tcp"}, Algorithm: "SHA-256",
 		NonceCount: true, MaxExpires: 2, DefaultExpires: 2, LogRegisters: true})
 	st := newStack(t, sipx.StackConfig{}, "tcp")
@@ -165,7 +165,7 @@ func TestKamailioTCPSHA256(t *testing.T) {
 // A wrong password stops after one answered challenge, with the PBX's
 // status; fixing the password re-registers at once.
 func TestKamailioWrongPassword(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k := kamailio.StartT(t, kamailio.Options{LogRegisters: true})
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st})
@@ -202,7 +202,7 @@ func TestKamailioWrongPassword(t *testing.T) {
 // Kamailio dies and comes back on the same port: users recover, and while
 // it is down the engine backs off instead of hammering it.
 func TestKamailioDownAndBack(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k := kamailio.StartT(t, kamailio.Options{MaxExpires: 2, DefaultExpires: 2})
 	st := newStack(t, sipx.StackConfig{}, "udp")
 	e := newEngine(t, Config{Stack: st, Timeout: 500 * time.Millisecond, BackoffMin: time.Second, BackoffMax: 2 * time.Second})
@@ -256,7 +256,7 @@ func TestKamailioDownAndBack(t *testing.T) {
 // customer's users (e.g. after the PBX lost its bindings); RemoveAccount
 // unregisters them all.
 func TestKamailioSettingsChanges(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k1 := kamailio.StartT(t, kamailio.Options{})
 	k2 := kamailio.StartT(t, kamailio.Options{})
 	st := newStack(t, sipx.StackConfig{}, "udp")
@@ -340,7 +340,7 @@ func TestKamailioSettingsChanges(t *testing.T) {
 // and the users re-register at once instead of at their next refresh (the
 // PBX could not reach them over a dead connection).
 func TestKamailioTCPFlowRecovery(t *testing.T) {
-	t.Parallel()
+	peers(t)
 	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"tcp"}})
 	st := newStack(t, sipx.StackConfig{}, "tcp")
 	e := newEngine(t, Config{Stack: st, KeepAlive: 300 * time.Millisecond})

@@ -113,7 +113,7 @@ func StartT(t testing.TB, opts Options) *Server {
 		}
 		t.Skip("kamailio is not installed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := Start(ctx, opts)
 	if err != nil {

@@ -173,7 +173,7 @@ func Start(opts Options) (*Process, error) {
 		close(p.done)
 	}()
 	if opts.Remote == "" {
-		if err := p.waitBound(5 * time.Second); err != nil {
+		if err := p.waitBound(30 * time.Second); err != nil {
 			p.Stop()
 			return nil, err
 		}
