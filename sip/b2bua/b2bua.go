@@ -102,7 +102,7 @@ type Config struct {
 	// against peers without SRTP.
 	TeamsMedia media.Security
 	// TraceLimit bounds the SIP messages kept per call for its trace
-	// (default 60; negative disables traces).
+	// (default 60; negative disables traces; no traces without Recorder).
 	TraceLimit int
 	Logger     *slog.Logger
 }
@@ -150,6 +150,9 @@ func New(cfg Config) (*B2BUA, error) {
 	}
 	if cfg.TraceLimit == 0 {
 		cfg.TraceLimit = 60
+	}
+	if cfg.Recorder == nil {
+		cfg.TraceLimit = -1 // nobody would read the traces
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
