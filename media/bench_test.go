@@ -4,6 +4,7 @@ package media
 
 import (
 	"testing"
+	"time"
 )
 
 // BenchmarkRelayHop relays one packet per iteration, alternating RTP→SRTP
@@ -53,5 +54,104 @@ func BenchmarkLoopbackDirect(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		_, _ = pbx.conn.WriteToUDPAddrPort(pkt, teams.addr)
 		_, _, _ = teams.conn.ReadFromUDPAddrPort(buf)
+	}
+}
+
+// BenchmarkPacketPath feeds packets straight into a worker's packet path
+// (no receive system call): decrypt or encrypt, counters, and the real
+// send to a loopback peer. Half the iterations go each way.
+func BenchmarkPacketPath(b *testing.B) {
+	r := testRelay(b, func(c *Config) { c.Workers = 1 })
+	c := r.NewCall("path")
+	defer c.Close()
+	pbx, teams := newPeer(b), newPeer(b)
+	setupCall(b, c, pbx, teams)
+	bigBuffersTest(pbx, teams)
+	w, err := newWorker(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 4096
+	fromA := make([][]byte, n)
+	fromB := make([][]byte, n)
+	for i := range fromA {
+		fromA[i] = pbx.packet(0)
+		fromB[i], _ = teams.enc.EncryptRTP(nil, teams.packet(0), nil)
+	}
+	var srcA, srcB sockaddr
+	srcA.set(r.family, pbx.addr)
+	srcB.set(r.family, teams.addr)
+	drain := func() {
+		buf := make([]byte, 2048)
+		for _, p := range []*peer{pbx, teams} {
+			_ = p.conn.SetReadDeadline(time.Now())
+			for {
+				if _, _, err := p.conn.ReadFromUDPAddrPort(buf); err != nil {
+					break
+				}
+			}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i / 2 % n
+		if k == 0 && i%2 == 0 && i > 0 {
+			b.StopTimer()
+			drain()
+			// Fresh sequence numbers: the SRTP replay window would
+			// reject a second lap of the same packets.
+			for j := range fromB {
+				fromB[j], _ = teams.enc.EncryptRTP(nil, teams.packet(0), nil)
+			}
+			b.StartTimer()
+		}
+		s, src, pkt := c.legs[LegA].rtp, srcA, fromA[k]
+		if i%2 == 1 {
+			s, src, pkt = c.legs[LegB].rtp, srcB, fromB[k]
+		}
+		w.rx.from[0] = src
+		w.rx.hdrs[0].Len = uint32(copy(w.rx.bufs[0], pkt))
+		w.process(s, 1)
+	}
+}
+
+// BenchmarkSendOnly is the baseline of BenchmarkPacketPath: the bare send
+// system call to a loopback peer.
+func BenchmarkSendOnly(b *testing.B) {
+	r := testRelay(b, nil)
+	pbx, teams := newPeer(b), newPeer(b)
+	bigBuffersTest(pbx, teams)
+	w, _ := newWorker(r)
+	var dst sockaddr
+	dst.set(r.family, teams.addr)
+	fd, err := openUDP(r.family, loopback, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeFD(fd)
+	pkt := pbx.packet(0)
+	l := &leg{}
+	buf := make([]byte, 2048)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%4096 == 4095 {
+			b.StopTimer()
+			_ = teams.conn.SetReadDeadline(time.Now())
+			for {
+				if _, _, err := teams.conn.ReadFromUDPAddrPort(buf); err != nil {
+					break
+				}
+			}
+			b.StartTimer()
+		}
+		w.tx.add(fd, pkt, &dst, l, false)
+		w.tx.flush()
+	}
+}
+
+func bigBuffersTest(ps ...*peer) {
+	for _, p := range ps {
+		_ = p.conn.SetReadBuffer(64 << 20)
 	}
 }
