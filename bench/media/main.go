@@ -177,21 +177,6 @@ func loadavg() string {
 	return string(b)
 }
 
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown\n"
-	}
-	return string(b)
-}
-
 func describeCounts(r result) string { return fmt.Sprintf("sent=%d received=%d", r.sent, r.recv) }
 
 func median(rs []result, f func(result) float64) float64 {
