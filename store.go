@@ -100,4 +100,49 @@ type Queries interface {
 	// first operator admin was created). Setting returns "" when unset.
 	Setting(ctx context.Context, key string) (string, error)
 	PutSetting(ctx context.Context, key, value string) error
+
+	SyncQueries
+}
+
+// SyncQueries is the data access of the Microsoft 365 directory sync (see
+// sync.go). It is part of Queries.
+type SyncQueries interface {
+	// CreateSyncJob inserts a running job. A second running job of the same
+	// account is refused with EConflict (enforced by the database, so two
+	// nodes cannot both start one).
+	CreateSyncJob(ctx context.Context, j *SyncJob) error
+	// FinishSyncJob writes the outcome (status, counts, warnings, log,
+	// error, finish time) of a job.
+	FinishSyncJob(ctx context.Context, j *SyncJob) error
+	SyncJob(ctx context.Context, accountID, id string) (*SyncJob, error)
+	// SyncJobs lists the account's jobs newest first, without their logs.
+	SyncJobs(ctx context.Context, accountID string, limit int) ([]SyncJob, error)
+	// RunningSyncJob returns the account's running job (ENotFound if none).
+	RunningSyncJob(ctx context.Context, accountID string) (*SyncJob, error)
+	// FailRunningSyncJobs marks every running job failed with msg (after a
+	// crash or restart) and returns how many there were.
+	FailRunningSyncJobs(ctx context.Context, msg string, at time.Time) (int, error)
+
+	// SyncState is the sync bookkeeping of an account (ENotFound if none).
+	SyncState(ctx context.Context, accountID string) (*SyncState, error)
+	PutSyncState(ctx context.Context, s *SyncState) error
+	// SyncStates lists the bookkeeping of every account that has any.
+	SyncStates(ctx context.Context) ([]SyncState, error)
+
+	// UsersByObjectIDs returns the account's users with these object IDs
+	// (any order; missing ones are left out).
+	UsersByObjectIDs(ctx context.Context, accountID string, objectIDs []string) ([]User, error)
+	// MarkUnseenUsersRemoved marks deleted every user of the account not
+	// deleted yet whose SyncedAt is before seenAt (not seen by a full
+	// sync), suspending the configured ones. It returns how many, and up to
+	// sample of their UPNs.
+	MarkUnseenUsersRemoved(ctx context.Context, accountID string, seenAt time.Time, sample int) (int, []string, error)
+
+	// PutAppInstall records that the Phone App is installed for a user.
+	PutAppInstall(ctx context.Context, in *AppInstall) error
+	DeleteAppInstall(ctx context.Context, accountID, objectID string) error
+	// AppInstall returns one user's record (ENotFound if none).
+	AppInstall(ctx context.Context, accountID, objectID string) (*AppInstall, error)
+	// AppInstalls lists the account's records by object ID after afterObjectID.
+	AppInstalls(ctx context.Context, accountID, afterObjectID string, limit int) ([]AppInstall, error)
 }
