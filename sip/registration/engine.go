@@ -358,8 +358,11 @@ func (e *Engine) State(userID string) (pbx2teams.RegistrationState, bool) {
 	switch r.state {
 	case stRegistered:
 		s.State = pbx2teams.RegRegistered
-		if r.expiresAt <= now { // the refresh kept failing past the expiry
+		if r.expiresAt <= now { // not refreshed in time (still trying)
 			s.State = pbx2teams.RegFailed
+			if s.Reason == "" {
+				s.Reason = "The registration expired before the PBX answered its refresh."
+			}
 		}
 	case stFailed:
 		s.State = pbx2teams.RegFailed

@@ -134,8 +134,19 @@ func tail(s string, n int) string {
 }
 
 // Start starts SIPp; for a server scenario it returns once the port is
-// bound.
+// bound. A free port taken by someone else before SIPp could bind it is
+// replaced by another.
 func Start(opts Options) (*Process, error) {
+	for try := 0; ; try++ {
+		p, err := start(opts)
+		if err != nil && opts.LocalPort == 0 && try < 5 && strings.Contains(err.Error(), "errno = 98") {
+			continue
+		}
+		return p, err
+	}
+}
+
+func start(opts Options) (*Process, error) {
 	p := &Process{opts: opts, dir: opts.Dir, done: make(chan struct{})}
 	if p.dir != "" {
 		if err := os.MkdirAll(p.dir, 0o755); err != nil {
