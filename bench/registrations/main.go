@@ -213,6 +213,7 @@ func runBench(args []string) error {
 	clientCPUs := fs.String("client-cpus", "", "taskset CPU list for the engine and SIPp")
 	scenario := fs.String("scenario", "", "SIPp REGISTER-with-auth scenario (default: next to this program's source)")
 	shared := fs.Bool("shared-nonce", true, "let the engine answer the nonce another user got")
+	compare := fs.Bool("compare", true, "also run the engine with the other shared-nonce setting")
 	fs.Parse(args)
 	if *scenario == "" {
 		*scenario = "bench/registrations/sipp_register.xml"
@@ -255,43 +256,38 @@ func runBench(args []string) error {
 		return err
 	}
 
-	var ours, theirs, bytes []float64
+	var ours, other, theirs, bytes []float64
+	variants := []bool{*shared}
+	if *compare {
+		variants = append(variants, !*shared)
+	}
 	okMin := *users
 	for run := 1; run <= *runs; run++ {
-		// Our engine, in its own process.
-		if err := restart(ctx, k); err != nil {
-			return err
+		// Our engine, in its own process; with the default settings, and
+		// (for comparison) without sharing nonces between users.
+		for _, sh := range variants {
+			er, ok, err := engineRun(ctx, k, self, *users, *inflight, sh, *clientCPUs, run == 1 && sh == *shared)
+			if err != nil {
+				return err
+			}
+			tag := "engine"
+			if sh != *shared {
+				tag = "engine (shared nonce " + strconv.FormatBool(sh) + ")"
+			}
+			fmt.Printf("run %d %s: %d/%d registered in %.3f s = %.0f/s, %d REGISTERs sent, %.0f µs CPU/registration, %.0f bytes/registration, %d bindings in Kamailio%s\n",
+				run, tag, er.Registered, er.Users, er.Seconds, er.PerSecond, er.Sent, er.CPUSeconds/float64(er.Users)*1e6, er.BytesPerReg, ok,
+				map[bool]string{true: " (each looked up)", false: ""}[run == 1 && sh == *shared])
+			if er.Failures != nil {
+				fmt.Printf("run %d %s failures: %v\n", run, tag, er.Failures)
+			}
+			if sh == *shared {
+				okMin = min(okMin, ok)
+				ours = append(ours, er.PerSecond)
+				bytes = append(bytes, er.BytesPerReg)
+			} else {
+				other = append(other, er.PerSecond)
+			}
 		}
-		cmdArgs := []string{"engine", "-kamailio", k.Addr(), "-users", strconv.Itoa(*users), "-inflight", strconv.Itoa(*inflight),
-			"-shared-nonce=" + strconv.FormatBool(*shared)}
-		name := self
-		if *clientCPUs != "" {
-			cmdArgs = append([]string{"-c", *clientCPUs, self}, cmdArgs...)
-			name = "taskset"
-		}
-		cmd := exec.Command(name, cmdArgs...)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return fmt.Errorf("engine run: %w", err)
-		}
-		var er engineResult
-		if err := json.Unmarshal(out, &er); err != nil {
-			return fmt.Errorf("engine output %q: %w", out, err)
-		}
-		ok, err := countBindings(ctx, k, *users, run == 1, "sip:c")
-		if err != nil {
-			return err
-		}
-		okMin = min(okMin, ok)
-		fmt.Printf("run %d engine: %d/%d registered in %.3f s = %.0f/s, %d REGISTERs sent, %.0f µs CPU/registration, %.0f bytes/registration, %d bindings in Kamailio%s\n",
-			run, er.Registered, er.Users, er.Seconds, er.PerSecond, er.Sent, er.CPUSeconds/float64(er.Users)*1e6, er.BytesPerReg, ok,
-			map[bool]string{true: " (each looked up)", false: ""}[run == 1])
-		if er.Failures != nil {
-			fmt.Printf("run %d engine failures: %v\n", run, er.Failures)
-		}
-		ours = append(ours, er.PerSecond)
-		bytes = append(bytes, er.BytesPerReg)
 
 		// SIPp against a fresh Kamailio, same users, same concurrency.
 		if err := restart(ctx, k); err != nil {
@@ -305,18 +301,52 @@ func runBench(args []string) error {
 			return err
 		}
 		res, err := p.Wait(ctx)
-		if err != nil || res.Successful != int64(*users) {
+		if err != nil || res.Successful == 0 {
 			return fmt.Errorf("sipp run: %d of %d successful, exit %d, %v\n%s", res.Successful, *users, res.ExitCode, err, tailLines(res.Output, 25))
 		}
 		sippOK, _ := countBindings(ctx, k, *users, false, "sip:u")
-		fmt.Printf("run %d sipp:   %d/%d registered in %.3f s = %.0f/s, %.0f µs CPU/registration, %d bindings in Kamailio\n",
-			run, res.Successful, *users, res.Elapsed.Seconds(), res.Rate, res.CPU.Seconds()/float64(*users)*1e6, sippOK)
+		failed := ""
+		if res.Failed > 0 {
+			failed = fmt.Sprintf(" (%d calls failed: SIPp gives up after its retransmissions)", res.Failed)
+		}
+		fmt.Printf("run %d sipp:   %d/%d registered in %.3f s = %.0f/s, %.0f µs CPU/registration, %d bindings in Kamailio%s\n",
+			run, res.Successful, *users, res.Elapsed.Seconds(), res.Rate, res.CPU.Seconds()/float64(*users)*1e6, sippOK, failed)
 		theirs = append(theirs, res.Rate)
 	}
 	mo, mt, mb := median(ours), median(theirs), median(bytes)
+	if len(other) > 0 {
+		fmt.Printf("# engine with shared nonce %v: burst_per_s=%.0f ratio=%.2f (median)\n", !*shared, median(other), median(other)/mt)
+	}
 	fmt.Printf("registrations users=%d ok=%d burst_per_s=%.0f sipp_per_s=%.0f ratio=%.2f bytes_per_reg=%.0f\n",
 		*users, okMin, mo, mt, mo/mt, mb)
 	return nil
+}
+
+// engineRun restarts Kamailio and runs one engine burst in a child process,
+// then counts the bindings (each looked up when full).
+func engineRun(ctx context.Context, k *kamailio.Server, self string, users, inflight int, shared bool, cpus string, full bool) (engineResult, int, error) {
+	var er engineResult
+	if err := restart(ctx, k); err != nil {
+		return er, 0, err
+	}
+	args := []string{"engine", "-kamailio", k.Addr(), "-users", strconv.Itoa(users), "-inflight", strconv.Itoa(inflight),
+		"-shared-nonce=" + strconv.FormatBool(shared)}
+	name := self
+	if cpus != "" {
+		args = append([]string{"-c", cpus, self}, args...)
+		name = "taskset"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return er, 0, fmt.Errorf("engine run: %w", err)
+	}
+	if err := json.Unmarshal(out, &er); err != nil {
+		return er, 0, fmt.Errorf("engine output %q: %w", out, err)
+	}
+	ok, err := countBindings(ctx, k, users, full, "sip:c")
+	return er, ok, err
 }
 
 func restart(ctx context.Context, k *kamailio.Server) error {
