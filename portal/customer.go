@@ -17,6 +17,14 @@ type teamsData struct {
 	Groups          []pbx2teams.Group // standard groups plus one empty row
 	PhoneAppGroup   pbx2teams.Group
 	SyncInterval    string
+	// Microsoft 365 engine state (M365 false: not configured here).
+	M365          bool
+	PhoneAppReady bool // a Phone App registration is configured
+	SyncText      string
+	Running       bool
+	LastJob       *pbx2teams.SyncJob
+	Readiness     *pbx2teams.Readiness
+	PhoneAppError string
 }
 
 func (s *server) teamsPage(w http.ResponseWriter, r *http.Request, rq *req) {
@@ -44,6 +52,21 @@ func (s *server) renderTeams(w http.ResponseWriter, r *http.Request, rq *req, st
 		d.Groups, d.PhoneAppGroup, d.SyncInterval = form.Groups, form.PhoneAppGroup, form.SyncInterval
 	}
 	d.Groups = append(append([]pbx2teams.Group(nil), d.Groups...), pbx2teams.Group{})
+	if eng := s.opts.Sync; eng != nil {
+		d.M365, d.PhoneAppReady, d.SyncText = true, eng.PhoneAppAvailable(), "Never synced"
+		if jobs, err := s.svc.SyncJobs(r.Context(), rq.p, rq.acc.ID, 1); err == nil && len(jobs) > 0 {
+			d.LastJob = &jobs[0]
+			d.SyncText = syncSummary(&jobs[0])
+			d.Running = jobs[0].Status == pbx2teams.SyncRunning
+		}
+		in := eng.ReadinessInput()
+		in.TenantID = ts.TenantID
+		rd := pbx2teams.TenantReadiness(ts, in)
+		d.Readiness = &rd
+		if st, err := s.svc.Store.SyncState(r.Context(), rq.acc.ID); err == nil {
+			d.PhoneAppError = st.PhoneAppError
+		}
+	}
 	pg.Title = "Teams services"
 	pg.Tab = "teams"
 	pg.Data = d

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/dirsync"
 )
 
 //go:embed templates/*.html
@@ -42,6 +43,9 @@ type Options struct {
 	// Log receives errors the portal could not show to the user in full.
 	// Form values are never logged. Default: slog.Default().
 	Log *slog.Logger
+	// Sync is the Microsoft 365 engine (connect, Phone App authorization,
+	// Sync Now, readiness); nil leaves those out of the Teams services tab.
+	Sync *dirsync.Engine
 }
 
 // server holds the portal's state: the service, parsed templates and the
@@ -95,9 +99,23 @@ func New(svc *pbx2teams.Service, opts Options) http.Handler {
 	acc("POST /a/{acc}/apikeys/{key}/revoke", s.apiKeysRevoke)
 	acc("GET /a/{acc}/audit", s.auditPage)
 
-	// Customer tabs. Microsoft 365 connect, consent callbacks and Sync Now
-	// will join the Teams services routes here.
+	// Microsoft sends the admin back here after a consent or sign-in; the
+	// account is in the (session-bound) state.
+	mux.Handle("GET "+dirsync.CallbackPath, s.authed(s.m365Callback))
+
+	// Customer tabs.
 	cust("GET /a/{acc}/teams", s.teamsPage)
+	// Links, not forms: the portal's CSP (form-action 'self') would stop a
+	// form's redirect to Microsoft. Starting a consent changes nothing; the
+	// state binds the result to this session.
+	cust("GET /a/{acc}/teams/connect", s.m365Connect)
+	cust("GET /a/{acc}/teams/phone-app/authorize", s.phoneAppAuthorize)
+	cust("GET /a/{acc}/teams/phone-app.zip", s.appPackage)
+	cust("POST /a/{acc}/teams/sync", s.syncNow)
+	cust("GET /a/{acc}/teams/sync/status", s.syncStatus)
+	cust("GET /a/{acc}/teams/groups", s.groupSearch)
+	cust("GET /a/{acc}/sync", s.syncHistory)
+	cust("GET /a/{acc}/sync/{job}", s.syncJobPage)
 	cust("POST /a/{acc}/teams", s.teamsSave)
 	cust("GET /a/{acc}/pbx", s.pbxPage)
 	cust("POST /a/{acc}/pbx", s.pbxSave)

@@ -161,14 +161,17 @@ func treeOrder(accs []pbx2teams.Account, root string) []switchEntry {
 // notices are the success messages a redirect after a POST can ask for; only
 // these fixed texts can be shown, so a link cannot put words on the page.
 var notices = map[string]string{
-	"pbx-saved":     "PBX settings saved. Configured users re-register with the new settings.",
-	"teams-saved":   "Teams services settings saved.",
-	"user-saved":    "User settings saved. The user registers to the PBX with them.",
-	"user-removed":  "Configuration removed. The user's licences are free again.",
-	"imported":      "CSV imported: %d users updated.",
-	"licence-saved": "Licence updated.",
-	"key-revoked":   "API key revoked. Requests with it are refused from now on.",
-	"signed-out":    "You have signed out.",
+	"pbx-saved":            "PBX settings saved. Configured users re-register with the new settings.",
+	"teams-saved":          "Teams services settings saved.",
+	"user-saved":           "User settings saved. The user registers to the PBX with them.",
+	"user-removed":         "Configuration removed. The user's licences are free again.",
+	"imported":             "CSV imported: %d users updated.",
+	"licence-saved":        "Licence updated.",
+	"key-revoked":          "API key revoked. Requests with it are refused from now on.",
+	"signed-out":           "You have signed out.",
+	"m365-connected":       "Microsoft 365 connected. Run Sync Now to bring in your users.",
+	"phone-app-authorized": "Phone App authorized and published to your organization's Teams app catalog. Run Sync Now before and after configuring Phone App users.",
+	"sync-started":         "Sync started.",
 }
 
 // notice returns the notice asked for by the query string, if any.
@@ -204,6 +207,13 @@ func userIcon(u pbx2teams.User) icon {
 		return icon{"standard", "Standard user"}
 	case pbx2teams.ServicePhoneApp:
 		return icon{"phoneapp", "Phone App user"}
+	}
+	// Not configured yet: what the sync found the user to be.
+	switch u.SuggestedType {
+	case pbx2teams.ServiceStandard:
+		return icon{"standard", "Standard user (from sync; not configured)"}
+	case pbx2teams.ServicePhoneApp:
+		return icon{"phoneapp", "Phone App user (from sync; not configured)"}
 	}
 	return icon{"person", "Not configured"}
 }
@@ -296,6 +306,7 @@ var funcs = template.FuncMap{
 	"day":              fmtDay,
 	"isoDay":           isoDay,
 	"add":              func(a, b int) int { return a + b },
+	"syncSummary":      syncSummary,
 	"initial": func(s string) string {
 		for _, r := range s {
 			return strings.ToUpper(string(r))

@@ -37,6 +37,9 @@ type userRow struct {
 	Icon icon
 	Reg  *pbx2teams.RegistrationState
 	Href string
+	// Readiness of the user for Teams (nil without Microsoft 365).
+	Readiness *pbx2teams.Readiness
+	Failed    []pbx2teams.Check
 }
 
 func (s *server) usersPage(w http.ResponseWriter, r *http.Request, rq *req) {
@@ -68,8 +71,20 @@ func (s *server) renderUsers(w http.ResponseWriter, r *http.Request, rq *req, st
 		return
 	}
 	d := usersData{Search: search, Total: res.Total, First: s.usersLink(rq.acc.ID, search, "", nil, 1)}
+	var ts *pbx2teams.TeamsSettings
+	if s.opts.Sync != nil {
+		if ts, err = s.svc.TeamsSettings(r.Context(), rq.p, rq.acc.ID); err != nil {
+			s.fail(w, r, rq, err)
+			return
+		}
+	}
 	for _, u := range res.Users {
 		row := userRow{User: u, Icon: userIcon(u), Href: "/a/" + rq.acc.ID + "/users/" + u.ID}
+		if u.Kind.VoiceCapable() && (u.Configured() || u.SuggestedType != "" || u.Conflict != "") {
+			if row.Readiness = s.readinessFor(r, &u, ts); row.Readiness != nil {
+				row.Failed = row.Readiness.Failed()
+			}
+		}
 		if u.Configured() {
 			if st, ok := s.svc.Registration(u.ID); ok {
 				row.Reg = &st
@@ -135,6 +150,7 @@ type userData struct {
 	VoiceCapable    bool
 	Form            userForm
 	Back            string
+	Readiness       *pbx2teams.Readiness
 }
 
 // userForm holds the editable fields. There is no password field: a
@@ -166,6 +182,7 @@ func (s *server) renderUser(w http.ResponseWriter, r *http.Request, rq *req, sta
 	}
 	d := userData{User: u, Icon: userIcon(*u), PhoneAppLicence: licensed, PhoneAppEnabled: ts.PhoneAppEnabled,
 		VoiceCapable: u.Kind.VoiceCapable() && u.Enabled && !u.Deleted, Back: "/a/" + rq.acc.ID + "/users"}
+	d.Readiness = s.readinessFor(r, u, ts)
 	if u.Configured() {
 		if st, ok := s.svc.Registration(u.ID); ok {
 			d.Reg = &st

@@ -88,4 +88,88 @@
   };
   toggles.forEach(function (t) { t.addEventListener('change', syncToggles); });
   syncToggles();
+
+  // Microsoft 365 group picker (Large Tenant Mode): search Graph through
+  // the portal and fill a group row.
+  var picker = document.getElementById('group-picker');
+  if (picker) {
+    var box = document.getElementById('group-search');
+    var results = document.getElementById('group-results');
+    var fill = function (row, g) {
+      var ins = row.querySelectorAll('input');
+      ins[0].value = g.id;
+      ins[1].value = g.display_name;
+    };
+    var search = function () {
+      results.textContent = 'Searching…';
+      fetch(picker.getAttribute('data-url') + '?q=' + encodeURIComponent(box.value), { credentials: 'same-origin' })
+        .then(function (r) { return r.json(); })
+        .then(function (data) {
+          results.textContent = '';
+          if (data.error) { results.textContent = data.error; return; }
+          if (!data.groups.length) { results.textContent = 'No group matches.'; return; }
+          data.groups.forEach(function (g) {
+            var li = document.createElement('li');
+            li.setAttribute('data-group', g.display_name);
+            var name = document.createElement('span');
+            name.textContent = g.display_name + ' (' + g.kind + ')';
+            li.appendChild(name);
+            var std = document.createElement('button');
+            std.type = 'button';
+            std.className = 'btn small';
+            std.textContent = 'Add to standard groups';
+            std.setAttribute('data-use', 'standard');
+            std.addEventListener('click', function () {
+              var rows = all('.group-row', document.getElementById('group-rows'));
+              var row = rows.filter(function (r) { return r.querySelector('input').value === ''; })[0];
+              if (!row) {
+                row = rows[rows.length - 1].cloneNode(true);
+                document.getElementById('group-rows').appendChild(row);
+              }
+              fill(row, g);
+            });
+            li.appendChild(std);
+            var paRow = document.getElementById('phone-app-group-row');
+            if (paRow) {
+              var pa = document.createElement('button');
+              pa.type = 'button';
+              pa.className = 'btn small';
+              pa.textContent = 'Use as Phone App group';
+              pa.setAttribute('data-use', 'phone-app');
+              pa.addEventListener('click', function () { fill(paRow, g); });
+              li.appendChild(pa);
+            }
+            results.appendChild(li);
+          });
+        })
+        .catch(function () { results.textContent = 'The search failed; try again.'; });
+    };
+    document.getElementById('group-search-go').addEventListener('click', search);
+    box.addEventListener('keydown', function (e) {
+      if (e.key === 'Enter') { e.preventDefault(); search(); }
+    });
+  }
+
+  // Sync Now: Alt+Shift makes a diagnostic sync; a running sync's status
+  // is polled until it ends.
+  var syncForm = document.getElementById('sync-form');
+  if (syncForm) {
+    document.getElementById('sync-now').addEventListener('click', function (e) {
+      if (e.altKey && e.shiftKey) { document.getElementById('sync-diagnostic').checked = true; }
+    });
+  }
+  var status = document.getElementById('sync-status');
+  if (status && status.hasAttribute('data-running')) {
+    var poll = function () {
+      fetch(status.getAttribute('data-status-url'), { credentials: 'same-origin' })
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          status.textContent = s.text;
+          if (s.job) { status.setAttribute('data-state', s.job.status); }
+          if (s.running) { setTimeout(poll, 700); }
+        })
+        .catch(function () { setTimeout(poll, 2000); });
+    };
+    setTimeout(poll, 300);
+  }
 }());
