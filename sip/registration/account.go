@@ -148,10 +148,11 @@ type Config struct {
 	// DNSCacheTTL is how long resolved targets are reused (default 5 min);
 	// failed lookups are retried after BackoffMin at most.
 	DNSCacheTTL time.Duration
-	// NoSharedNonce stops users of one PBX from answering a nonce another
-	// user was challenged with. Sharing halves the messages of a mass
-	// (re)registration; a PBX that refuses a shared nonce just challenges
-	// as usual, and after three refusals sharing stops for that PBX.
+	// NoSharedNonce stops users of one customer (same PBX and domain) from
+	// answering a nonce another of them was challenged with. Sharing halves
+	// the messages of a mass (re)registration; a PBX that refuses a shared
+	// nonce just challenges as usual, and after three refusals sharing
+	// stops for that customer.
 	NoSharedNonce bool
 	Logger        *slog.Logger
 }

@@ -217,11 +217,12 @@ func (e *Engine) unbind(r *reg) {
 }
 
 // ghost queues an unregistration of r's current binding, made with r's
-// current (old) settings, independent of r.
+// current (old) settings, independent of r. Its CSeq jumps ahead of any
+// attempt of r still running.
 func (e *Engine) ghost(r *reg) {
 	g := &reg{userID: r.userID, prof: r.prof, username: r.username, authUser: r.authUser,
 		password: r.password, contactUser: r.contactUser, nonce: r.nonce, opaque: r.opaque,
-		realm: r.realm, callID: r.callID, cseq: r.cseq + 1, nc: r.nc, chal: r.chal,
+		realm: r.realm, callID: r.callID, cseq: r.cseq + 64, nc: r.nc + 64, chal: r.chal,
 		heapIdx: -1, state: stRemoving, flags: fGhost | fRemoving | fBound, target: r.target}
 	r.prof.refs++
 	r.prof.hop.bound++
@@ -565,7 +566,7 @@ func (e *Engine) prepare(r *reg, now int64) *attempt {
 	if r.flags&fRemoving != 0 {
 		a.expiry = 0
 	}
-	h := r.prof.hop
+	h := r.prof
 	sharing := !e.cfg.NoSharedNonce && h.sharedFlags&chValid != 0 && h.shareFails < 3
 	switch {
 	case r.chal&chValid != 0:
@@ -774,15 +775,18 @@ func (e *Engine) finish(a *attempt) {
 	}
 }
 
-// learnNonce keeps the hop's shared challenge up to date: a challenge
+// learnNonce keeps the customer's shared challenge up to date: a challenge
 // answered successfully becomes the one others use; a refused or stale
 // shared nonce is dropped, and a PBX that keeps refusing shared nonces
 // gets no more of them.
 func (e *Engine) learnNonce(a *attempt, out *outcome) {
-	h := a.hop
+	h := a.prof
 	// A refusal counts only if the fresh challenge then succeeded: a user
-	// with a wrong password says nothing about sharing.
-	refused := out.sharedRefused && out.kind == okDone
+	// with a wrong password says nothing about sharing. A stale answer to
+	// a shared nonce counts too (nonces bound to a Call-ID look stale to
+	// everyone else); successes reset the count, so a nonce that merely
+	// expired now and then does not stop sharing.
+	refused := (out.sharedRefused || out.sharedStale) && out.kind == okDone
 	if (refused || out.sharedStale) && h.shared.Nonce == a.chal.Nonce {
 		h.sharedFlags = 0
 	}

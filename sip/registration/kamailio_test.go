@@ -366,3 +366,51 @@ func TestKamailioTCPFlowRecovery(t *testing.T) {
 		return len(bindingsByAoR(t, k)) == len(accs)
 	})
 }
+
+// Users of one customer answer the nonce an earlier user got: one REGISTER
+// each instead of two. A PBX binding nonces to the Call-ID refuses that,
+// and after three refusals the engine stops sharing with it.
+func TestKamailioSharedNonce(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		authChecks int
+	}{{"accepted", 0}, {"refused", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			peers(t)
+			k := kamailio.StartT(t, kamailio.Options{LogRegisters: true, AuthChecks: tc.authChecks})
+			st := newStack(t, sipx.StackConfig{}, "udp")
+			e := newEngine(t, Config{Stack: st, RateLimit: 5, RateBurst: 1}) // one at a time
+			accs := kamAccounts(t, k, "sh"+tc.name, "udp", 10)
+			var ids []string
+			for _, a := range accs {
+				if err := e.Set(a); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, a.UserID)
+			}
+			waitFor(t, 10*time.Second, "registered", func() bool { return allRegistered(e, ids...) })
+			per := map[string]int{}
+			firstWithCredentials := 0 // users whose first REGISTER answered a shared nonce
+			for _, r := range k.Registers() {
+				if per[r.User] == 0 && r.AuthUser != "" {
+					firstWithCredentials++
+				}
+				per[r.User]++
+			}
+			total := 0
+			for _, a := range accs {
+				total += per[a.Username]
+			}
+			switch tc.name {
+			case "accepted": // only the first user is challenged
+				if total != len(accs)+1 || firstWithCredentials != len(accs)-1 {
+					t.Errorf("%d REGISTERs for %d users, %d pre-authenticated: %v", total, len(accs), firstWithCredentials, per)
+				}
+			case "refused": // three users try a shared nonce, which costs nothing extra
+				if total != 2*len(accs) || firstWithCredentials != 3 {
+					t.Errorf("%d REGISTERs for %d users, %d tried a shared nonce: %v", total, len(accs), firstWithCredentials, per)
+				}
+			}
+		})
+	}
+}

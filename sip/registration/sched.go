@@ -171,6 +171,15 @@ type profile struct {
 	expiry     uint32
 	hop        *hop
 	refs       int
+
+	// The last challenge a user of this customer answered successfully
+	// (one protection space: same PBX, same domain): the others answer it
+	// pre-emptively too, halving the messages of a mass registration, with
+	// nonce counts from one counter so the PBX sees them grow.
+	shared      sipx.Challenge
+	sharedFlags uint8
+	sharedNC    uint32
+	shareFails  uint8 // refusals; sharing stops at 3
 }
 
 // hop is one next-hop PBX (outbound proxy, or the domain): its rate
@@ -202,14 +211,6 @@ type hop struct {
 	downUntil  []int64
 	current    int // index of the target that answered last
 	lastKA     int64
-
-	// The last challenge a user of this hop answered successfully: others
-	// answer it pre-emptively too (halving messages at start-up), with
-	// nonce counts from one counter so the PBX sees them grow.
-	shared      sipx.Challenge
-	sharedFlags uint8
-	sharedNC    uint32
-	shareFails  uint8 // consecutive refusals; sharing stops at 3
 }
 
 func (h *hop) queued() int { return len(h.queue) - h.qhead }

@@ -59,6 +59,10 @@ type Options struct {
 	NonceCount bool
 	// NonceExpire is the nonce lifetime in seconds (default 300).
 	NonceExpire int
+	// AuthChecks binds REGISTER nonces to parts of the request (auth
+	// module auth_checks_register: 1 R-URI, 2 Call-ID, 4 From tag, 8
+	// source IP), so a nonce is only good for the request it was made for.
+	AuthChecks int
 	// LogRegisters writes one log line per REGISTER received.
 	LogRegisters bool
 	// Subscribers created before start.
@@ -329,6 +333,8 @@ modparam("registrar", "default_expires", {{.DefaultExpires}})
 modparam("auth", "nonce_expire", {{.NonceExpire}})
 modparam("auth", "algorithm", "{{.Algorithm}}")
 {{if .NonceCount}}modparam("auth", "nonce_count", 1)
+{{end}}{{if .AuthChecks}}modparam("auth", "auth_checks_register", {{.AuthChecks}})
+modparam("auth", "secret", "0123456789abcdef")
 {{end}}modparam("auth_db", "db_url", "sqlite:///{{.DB}}")
 modparam("auth_db", "calculate_ha1", yes)
 modparam("auth_db", "password_column", "password")
@@ -374,7 +380,7 @@ func (s *Server) writeConfig() error {
 		"Children": s.opts.Children, "Transports": s.opts.Transports, "Host": s.Host, "Port": s.Port,
 		"Domain": s.opts.Domain, "Ctl": s.ctlPath, "MinExpires": s.opts.MinExpires,
 		"MaxExpires": s.opts.MaxExpires, "DefaultExpires": s.opts.DefaultExpires,
-		"NonceExpire": s.opts.NonceExpire, "Algorithm": s.opts.Algorithm, "NonceCount": s.opts.NonceCount,
+		"NonceExpire": s.opts.NonceExpire, "Algorithm": s.opts.Algorithm, "NonceCount": s.opts.NonceCount, "AuthChecks": s.opts.AuthChecks,
 		"DB": filepath.Join(s.dir, "kamailio.sqlite"), "LogRegisters": s.opts.LogRegisters,
 		"ChallengeFlags": flags, "CtlKB": s.opts.PkgMB * 1024 / 2,
 	}
