@@ -129,6 +129,9 @@ type SyncQueries interface {
 	// SyncStates lists the bookkeeping of every account that has any.
 	SyncStates(ctx context.Context) ([]SyncState, error)
 
+	// UpsertDirectoryUsers is UpsertDirectoryUser for many users (distinct
+	// object IDs) in few statements; it sets each user's ID.
+	UpsertDirectoryUsers(ctx context.Context, us []*User) error
 	// UsersByObjectIDs returns the account's users with these object IDs
 	// (any order; missing ones are left out).
 	UsersByObjectIDs(ctx context.Context, accountID string, objectIDs []string) ([]User, error)

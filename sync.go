@@ -408,8 +408,8 @@ func (s *Service) ApplyDirectory(ctx context.Context, accountID string, counts *
 	})
 }
 
-// PutPage applies a page of directory users. A user already seen in this
-// run (e.g. in two groups) is skipped.
+// PutPage applies a page of directory users in a few statements. A user
+// already seen in this run (e.g. in two groups) is skipped.
 func (d *DirectoryTx) PutPage(ctx context.Context, page []DirectoryEntry) error {
 	if len(page) == 0 {
 		return nil
@@ -418,6 +418,9 @@ func (d *DirectoryTx) PutPage(ctx context.Context, page []DirectoryEntry) error 
 	for i := range page {
 		if page[i].ObjectID == "" {
 			return Errorf(EInvalid, "Microsoft Graph returned a user without an id (%q); the page is malformed. Nothing was changed.", page[i].UPN)
+		}
+		if page[i].UPN == "" {
+			return Errorf(EInvalid, "Microsoft Graph returned user %s without a userPrincipalName; the page is malformed. Nothing was changed.", page[i].ObjectID)
 		}
 		ids[i] = page[i].ObjectID
 	}
@@ -429,30 +432,39 @@ func (d *DirectoryTx) PutPage(ctx context.Context, page []DirectoryEntry) error 
 	for i := range existing {
 		byID[existing[i].ObjectID] = &existing[i]
 	}
+	seen := make(map[string]bool, len(page))
+	batch := make([]*User, 0, len(page))
+	type follow struct {
+		e    *DirectoryEntry
+		prev *User
+	}
+	var configured []follow
 	for i := range page {
 		e := &page[i]
 		prev := byID[e.ObjectID]
-		if prev != nil && prev.SyncedAt != nil && prev.SyncedAt.Equal(d.stamp) {
+		if seen[e.ObjectID] || prev != nil && prev.SyncedAt != nil && prev.SyncedAt.Equal(d.stamp) {
 			continue // seen earlier in this run
 		}
-		if err := d.put(ctx, e, prev); err != nil {
-			return err
+		seen[e.ObjectID] = true
+		u := d.classify(e, prev)
+		batch = append(batch, u)
+		if prev != nil && prev.Configured() {
+			configured = append(configured, follow{e, prev})
 		}
-		// Mark seen for duplicates later in the same page.
-		stamp := d.stamp
-		if prev == nil {
-			byID[e.ObjectID] = &User{ObjectID: e.ObjectID, SyncedAt: &stamp}
-		} else {
-			prev.SyncedAt = &stamp
+	}
+	if err := d.q.UpsertDirectoryUsers(ctx, batch); err != nil {
+		return err
+	}
+	for _, f := range configured {
+		if err := d.followConfig(ctx, f.e, f.prev); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (d *DirectoryTx) put(ctx context.Context, e *DirectoryEntry, prev *User) error {
-	if e.UPN == "" {
-		return Errorf(EInvalid, "Microsoft Graph returned user %s without a userPrincipalName; the page is malformed. Nothing was changed.", e.ObjectID)
-	}
+// classify counts and logs one entry and returns the user row to upsert.
+func (d *DirectoryTx) classify(e *DirectoryEntry, prev *User) *User {
 	c := d.Counts
 	c.Seen++
 	suggested, conflict, why := Classify(e, d.ltm, d.appOn)
@@ -470,47 +482,45 @@ func (d *DirectoryTx) put(ctx context.Context, e *DirectoryEntry, prev *User) er
 	if prev == nil {
 		c.Added++
 		d.Logf("ADD %s kind=%s suggested=%s%s", e.UPN, e.Kind, orDash(string(suggested)), whyText(why))
-		return d.q.UpsertDirectoryUser(ctx, u)
+		return u
 	}
 	u.ID = prev.ID
 	if identityChanged(prev, u) {
 		c.Updated++
 		d.Logf("UPDATE %s kind=%s suggested=%s enabled=%v%s", e.UPN, e.Kind, orDash(string(suggested)), e.Enabled, whyText(why))
 	}
-	if err := d.q.UpsertDirectoryUser(ctx, u); err != nil {
-		return err
-	}
-	if !prev.Configured() {
-		return nil
-	}
-	// The configured user's state follows the directory.
-	full, err := d.q.User(ctx, d.acc.ID, prev.ID)
-	if err != nil {
-		return err
-	}
+	return u
+}
+
+// followConfig makes a configured user's state follow the directory: a
+// disabled user is suspended (licences freed); an enabled, suspended one
+// resumes if the licences allow, else stays suspended with a warning.
+func (d *DirectoryTx) followConfig(ctx context.Context, e *DirectoryEntry, prev *User) error {
+	c := d.Counts
+	now := *prev
+	now.Enabled, now.Deleted = e.Enabled, false
 	switch {
-	case !e.Enabled && !full.Suspended:
-		d.lic.remove(prev) // prev: as counted before this run
-		full.Suspended = true
-		full.UpdatedAt = d.s.now()
+	case !e.Enabled && !prev.Suspended:
+		d.lic.remove(prev) // as counted before this run
+		now.Suspended = true
+		now.UpdatedAt = d.s.now()
 		c.Suspended++
 		d.Warnf("SUSPEND %s: disabled in Microsoft 365; its PBX line is suspended and its licences are free.", e.UPN)
-		return d.q.UpdateUserConfig(ctx, full)
-	case e.Enabled && full.Suspended:
-		full.Suspended = false
-		if err := d.lic.add(ctx, d.q, full); err != nil {
+		return d.q.UpdateUserConfig(ctx, &now)
+	case e.Enabled && prev.Suspended:
+		now.Suspended = false
+		if err := d.lic.add(ctx, d.q, &now); err != nil {
 			return err
 		}
 		if err := d.lic.verify(); err != nil {
-			d.lic.remove(full)
-			full.Suspended = true
+			d.lic.remove(&now)
 			d.Warnf("STILL SUSPENDED %s: enabled again in Microsoft 365, but %s", e.UPN, ErrorMessage(err))
 			return nil
 		}
-		full.UpdatedAt = d.s.now()
+		now.UpdatedAt = d.s.now()
 		c.Resumed++
 		d.Logf("RESUME %s: enabled again; its PBX line is active.", e.UPN)
-		return d.q.UpdateUserConfig(ctx, full)
+		return d.q.UpdateUserConfig(ctx, &now)
 	}
 	return nil
 }

@@ -286,3 +286,70 @@ FROM app_installs WHERE account_id = ? AND object_id > ? ORDER BY object_id LIMI
 	}
 	return out, rows.Err()
 }
+
+// upsertBatch is how many users one multi-row upsert carries: one
+// statement per batch instead of one per user (parsing dominated).
+const upsertBatch = 100
+
+// UpsertDirectoryUsers is UpsertDirectoryUser for many users at once, in
+// multi-row statements. Object IDs must be distinct.
+func (q *queries) UpsertDirectoryUsers(ctx context.Context, us []*pbx2teams.User) error {
+	now := q.d.t(norm(time.Now()))
+	for len(us) > 0 {
+		n := min(len(us), upsertBatch)
+		batch := us[:n]
+		us = us[n:]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO users (id, account_id, object_id, upn, upn_key, display_name, mail, enabled,
+	kind, has_teams_phone, has_calling_plan, suggested_type, conflict, deleted, synced_at, updated_at, search_identity,
+	search) VALUES `)
+		args := make([]any, 0, n*18)
+		byObj := make(map[string]*pbx2teams.User, n)
+		for i, u := range batch {
+			if u.ObjectID == "" {
+				return pbx2teams.Errorf(pbx2teams.EInvalid, "A directory user needs an object ID.")
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			id := u.ID
+			if id == "" {
+				id = newID(prefixUser)
+			}
+			u.SyncedAt = normPtr(u.SyncedAt)
+			search := identitySearch(u)
+			args = append(args, id, u.AccountID, u.ObjectID, u.UPN, strings.ToLower(u.UPN), u.DisplayName, u.Mail, u.Enabled,
+				string(u.Kind), u.HasTeamsPhone, u.HasCallingPlan, string(u.SuggestedType), u.Conflict, u.Deleted,
+				q.d.nt(u.SyncedAt), now, search, search)
+			byObj[u.ObjectID] = u
+		}
+		b.WriteString(` ON CONFLICT (account_id, object_id) DO UPDATE SET
+	upn = excluded.upn, upn_key = excluded.upn_key, display_name = excluded.display_name, mail = excluded.mail,
+	enabled = excluded.enabled, kind = excluded.kind, has_teams_phone = excluded.has_teams_phone,
+	has_calling_plan = excluded.has_calling_plan, suggested_type = excluded.suggested_type,
+	conflict = excluded.conflict, deleted = excluded.deleted, synced_at = excluded.synced_at,
+	search_identity = excluded.search_identity, search = excluded.search_identity || users.search_config
+RETURNING id, object_id`)
+		rows, err := q.w.QueryContext(ctx, q.d.bind(b.String()), args...)
+		if err != nil {
+			return q.writeErr(err, "upsert directory users", "A user ID already exists.", "Account not found.")
+		}
+		for rows.Next() {
+			var id, obj string
+			if err := rows.Scan(&id, &obj); err != nil {
+				rows.Close()
+				return err
+			}
+			if u := byObj[obj]; u != nil {
+				u.ID = id
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return q.writeErr(err, "upsert directory users", "A user ID already exists.", "Account not found.")
+		}
+	}
+	return nil
+}

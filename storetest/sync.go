@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ var syncTests = []struct {
 	{"SyncState", testSyncState},
 	{"UnseenUsersRemoved", testUnseenUsersRemoved},
 	{"AppInstalls", testAppInstalls},
+	{"UpsertDirectoryUsersBatch", testUpsertDirectoryUsers},
 }
 
 func testSyncJobs(t *testing.T, s pbx2teams.Store) {
@@ -176,5 +178,38 @@ func testAppInstalls(t *testing.T, s pbx2teams.Store) {
 	wantCode(t, err, pbx2teams.ENotFound)
 	if _, err := s.AppInstall(ctx, tr.c2.ID, "obj-a"); err != nil {
 		t.Fatalf("another customer's install was removed: %v", err)
+	}
+}
+
+func testUpsertDirectoryUsers(t *testing.T, s pbx2teams.Store) {
+	ctx := ctxOf(t)
+	tr := mkTree(t, s)
+	first := dirUser(tr.c1.ID, 1, "First")
+	must(t, s.UpsertDirectoryUser(ctx, first))
+	configure(t, s, first, pbx2teams.ServiceStandard, "1001", "+441234567001", "c-1")
+	var batch []*pbx2teams.User
+	for i := 1; i <= 250; i++ { // more than one statement's worth
+		u := dirUser(tr.c1.ID, i, fmt.Sprintf("Batch %03d", i))
+		u.Enabled = i != 1
+		batch = append(batch, u)
+	}
+	must(t, s.UpsertDirectoryUsers(ctx, batch))
+	if batch[0].ID != first.ID {
+		t.Fatalf("existing user got a new ID %s; want %s", batch[0].ID, first.ID)
+	}
+	page, err := s.Users(ctx, pbx2teams.UserQuery{AccountID: tr.c1.ID, Limit: 500})
+	must(t, err)
+	if page.Total != 250 {
+		t.Fatalf("%d users after the batch; want 250", page.Total)
+	}
+	got, err := s.User(ctx, tr.c1.ID, first.ID)
+	must(t, err)
+	if got.DisplayName != "Batch 001" || got.Enabled || got.Type != pbx2teams.ServiceStandard || got.SIPUsername != "1001" {
+		t.Fatalf("identity not updated or configuration lost: %+v", got)
+	}
+	for _, u := range batch {
+		if u.ID == "" {
+			t.Fatalf("user %s has no ID after the batch", u.ObjectID)
+		}
 	}
 }
