@@ -81,7 +81,7 @@ func TestProxyEnforcesDirectRoutingRules(t *testing.T) {
 	env.WaitActive(t)
 	cust := env.Trunk.CustomerFQDN("contoso")
 	tenant := env.Sim.AddTenant("tenant-contoso", cust)
-	user := tenant.AddUser("+442071234567", simteams.UserOptions{Endpoints: 2, AnswerAfter: 0})
+	user := tenant.AddUser("+442071234567", simteams.UserOptions{Endpoints: 2, AnswerAfter: 200 * time.Millisecond})
 
 	check := func(name string, rs []*sip.Response, status int, msCode string) {
 		t.Helper()

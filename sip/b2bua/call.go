@@ -40,6 +40,10 @@ type call struct {
 	sent    [2][]byte
 	// setupCancel aborts the outgoing INVITE in progress.
 	setupCancel context.CancelFunc
+	// received is when the caller's INVITE arrived; waited is the time
+	// spent waiting for the called side's answer (for AddedDelay).
+	received time.Time
+	waited   time.Duration
 
 	done    chan struct{}
 	endOnce sync.Once
@@ -209,10 +213,14 @@ func (c *call) finish() {
 
 // connect marks the call answered and arms the media and session timers.
 func (c *call) connect() {
+	now := time.Now()
 	c.mu.Lock()
 	c.connected = true
 	c.rec.Result = ResultAnswered
-	c.rec.AnsweredAt = time.Now().UTC()
+	c.rec.AnsweredAt = now.UTC()
+	if !c.received.IsZero() {
+		c.rec.AddedDelay = max(0, now.Sub(c.received)-c.waited)
+	}
 	c.mu.Unlock()
 	c.media.OnTimeout(func() {
 		c.hangup(endMedia, "No media arrived from either side for too long; the call was ended as dead.")

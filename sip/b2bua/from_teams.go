@@ -18,6 +18,7 @@ import (
 // The Request-URI host (the customer's SBC subdomain) gives the customer;
 // the caller's number gives the user.
 func (b *B2BUA) fromTeams(req *sip.Request, tx sip.ServerTransaction) {
+	received := time.Now()
 	s := b.teams
 	reject := func(code int, reason, why string) {
 		b.rejected.Add(1)
@@ -67,12 +68,13 @@ func (b *B2BUA) fromTeams(req *sip.Request, tx sip.ServerTransaction) {
 		reject(503, "Service Unavailable", "The user's SIP password is not available.")
 		return
 	}
-	b.callFromTeams(req, tx, u, ps, pw, host)
+	b.callFromTeams(req, tx, u, ps, pw, host, received)
 }
 
 // callFromTeams runs a Teams → PBX call to its end of setup.
-func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2teams.User, ps *pbx2teams.PBXSettings, password, fqdn string) {
+func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2teams.User, ps *pbx2teams.PBXSettings, password, fqdn string, received time.Time) {
 	c := b.newCall(FromTeams, u)
+	c.received = received
 	dialled := req.Recipient.User
 	c.rec.From, c.rec.FromName, c.rec.To = req.From().Address.User, req.From().DisplayName, dialled
 	if !b.addCall(c) {
@@ -83,7 +85,8 @@ func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx
 	t := newUAS(c, b.teams, req, tx)
 	t.contact = b.cfg.Trunk.Contact(dialled, fqdn)
 	c.setLeg(t)
-	_ = t.respond(100, "Trying", nil)
+	// No explicit 100: the transaction layer sends one if nothing else
+	// goes out within 200 ms, and Teams/the PBX usually ring sooner.
 
 	fail := func(code int, reason, advice string, hdrs ...sip.Header) {
 		c.mu.Lock()

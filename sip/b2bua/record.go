@@ -62,6 +62,10 @@ type Record struct {
 	Media  MediaRecord `json:"media"`
 	// TeamsProxy is the Microsoft proxy that took the call.
 	TeamsProxy string `json:"teams_proxy,omitempty"`
+	// AddedDelay is what the B2BUA itself added to the set-up of an
+	// answered call: from the caller's INVITE to our 200, minus the time
+	// spent waiting for the called side to answer.
+	AddedDelay time.Duration `json:"added_delay_ns,omitempty"`
 }
 
 // MediaRecord are the relay's counters of a call.
@@ -133,7 +137,10 @@ func (tb *traceBuf) add(legName, dir string, m sip.Message) {
 	case *sip.Response:
 		summary = x.StartLine()
 	}
-	text := redact(m.String())
+	var b strings.Builder
+	b.Grow(1024)
+	m.StringWrite(&b)
+	text := redact(b.String())
 	if len(text) > maxTraceMessage {
 		text = text[:maxTraceMessage] + "\r\n[truncated]"
 	}
@@ -143,6 +150,9 @@ func (tb *traceBuf) add(legName, dir string, m sip.Message) {
 // redact removes digest credentials from a message's text: even hashed
 // responses are not kept.
 func redact(s string) string {
+	if !containsFold(s, "authorization:") {
+		return s
+	}
 	lines := strings.Split(s, "\r\n")
 	for i, l := range lines {
 		low := strings.ToLower(l)
@@ -152,6 +162,28 @@ func redact(s string) string {
 		}
 	}
 	return strings.Join(lines, "\r\n")
+}
+
+// containsFold reports whether s contains the lower-case ASCII substr,
+// ignoring case, without allocating.
+func containsFold(s, substr string) bool {
+	n := len(substr)
+	for i := 0; i+n <= len(s); i++ {
+		j := 0
+		for ; j < n; j++ {
+			c := s[i+j]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != substr[j] {
+				break
+			}
+		}
+		if j == n {
+			return true
+		}
+	}
+	return false
 }
 
 // resultOf classifies a failed call by the final status that ended it.

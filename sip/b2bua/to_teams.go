@@ -27,6 +27,7 @@ const lookupTimeout = 3 * time.Second
 // toTeams handles a new INVITE from the PBX side: a call to a user's
 // registration Contact, to be rung in Teams.
 func (b *B2BUA) toTeams(req *sip.Request, tx sip.ServerTransaction) {
+	received := time.Now()
 	s := b.pbx
 	reject := func(code int, reason, why string) {
 		b.rejected.Add(1)
@@ -66,7 +67,7 @@ func (b *B2BUA) toTeams(req *sip.Request, tx sip.ServerTransaction) {
 		reject(403, "Forbidden", "source is not the PBX of the registration")
 		return
 	}
-	b.callToTeams(req, tx, u)
+	b.callToTeams(req, tx, u, received)
 }
 
 // fromAny reports whether the request's source address is one of addrs.
@@ -137,7 +138,7 @@ func callerOf(req *sip.Request) (number, name string) {
 }
 
 // callToTeams runs a PBX → Teams call to its end of setup.
-func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2teams.User) {
+func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2teams.User, received time.Time) {
 	s := b.pbx
 	number, ok := teams.E164(u.PhoneNumber)
 	fqdn, okF := b.cfg.Customers.FQDN(u.AccountID)
@@ -151,6 +152,7 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 		return
 	}
 	c := b.newCall(ToTeams, u)
+	c.received = received
 	caller, callerName := callerOf(req)
 	c.rec.From, c.rec.FromName, c.rec.To = caller, callerName, number
 	if !b.addCall(c) {
@@ -161,7 +163,8 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 	a := newUAS(c, s, req, tx)
 	a.contact = s.pbxContact(u.ContactUser, req.Transport())
 	c.setLeg(a)
-	_ = a.respond(100, "Trying", nil)
+	// No explicit 100: the transaction layer sends one if nothing else
+	// goes out within 200 ms, and Teams/the PBX usually ring sooner.
 
 	fail := func(code int, reason, advice string, hdrs ...sip.Header) {
 		c.mu.Lock()

@@ -92,6 +92,9 @@ func TestPBXToTeamsCall(t *testing.T) {
 	if rec.Media.PacketsFromPBX < 25 || rec.Media.PacketsFromMS < 25 {
 		t.Errorf("record media = %+v", rec.Media)
 	}
+	if rec.AddedDelay <= 0 || rec.AddedDelay > rec.AnsweredAt.Sub(rec.StartedAt)+time.Second {
+		t.Errorf("added set-up delay %v not measured", rec.AddedDelay)
+	}
 	tr := e.Rec.trace(rec.ID)
 	if tr == nil || len(tr.Messages) < 6 {
 		t.Fatalf("trace too short: %+v", tr)

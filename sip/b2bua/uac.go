@@ -32,6 +32,7 @@ func (l *leg) attempt(ctx context.Context, req *sip.Request, firstResponse time.
 	if req.IsInvite() {
 		l.c.noteSent(l, req.Body())
 	}
+	sent := time.Now()
 	tx, err := l.s.request(context.Background(), req)
 	if err != nil {
 		return attemptResult{err: err}
@@ -39,6 +40,12 @@ func (l *leg) attempt(ctx context.Context, req *sip.Request, firstResponse time.
 	l.mu.Lock()
 	l.otx = tx
 	l.mu.Unlock()
+	defer func() {
+		w := time.Since(sent)
+		l.c.mu.Lock()
+		l.c.waited += w
+		l.c.mu.Unlock()
+	}()
 	// The transaction is left to its timers once a final response came
 	// (ACK retransmission for non-2xx, 2xx retransmissions); it is cut
 	// short only when we give up on it.

@@ -78,9 +78,11 @@ type Config struct {
 	// OptionsInterval is the keep-alive period (default 60 s, Microsoft's
 	// expectation). Negative disables keep-alives (benchmarks only).
 	OptionsInterval time.Duration
-	// RequestTimeout bounds one OPTIONS or one INVITE attempt that got no
-	// provisional response, before failing over (default 10 s).
+	// RequestTimeout bounds one INVITE attempt that got no provisional
+	// response, before failing over (default 10 s).
 	RequestTimeout time.Duration
+	// OptionsTimeout bounds one keep-alive (default 10 s).
+	OptionsTimeout time.Duration
 	// Resolver resolves the proxies' names (default net.DefaultResolver).
 	// Names are resolved on every request, never cached: Microsoft moves
 	// them during maintenance.
@@ -128,6 +130,9 @@ func (c *Config) normalize() error {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 10 * time.Second
+	}
+	if c.OptionsTimeout <= 0 {
+		c.OptionsTimeout = 10 * time.Second
 	}
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver

@@ -390,7 +390,7 @@ func (t *Trunk) Ping(ctx context.Context) {
 }
 
 func (t *Trunk) ping(ctx context.Context, p *proxyState) {
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.OptionsTimeout)
 	defer cancel()
 	res, err := t.cli.Do(ctx, t.optionsRequest(p.name))
 	p.mu.Lock()

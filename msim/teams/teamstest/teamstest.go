@@ -86,7 +86,7 @@ func Start(t testing.TB, o Options) *Env {
 	tcfg := teams.Config{
 		FQDN: fqdn, Listen: "127.0.0.1:0", Certificate: &sbcCert, MicrosoftRoots: pki.Pool(),
 		ProxyPort: sim.Port(), Resolver: dns.Resolver(), OptionsInterval: time.Hour,
-		RequestTimeout: 2 * time.Second, Product: "pbx2teams/B2BUA/test",
+		RequestTimeout: 5 * time.Second, Product: "pbx2teams/B2BUA/test",
 	}
 	if o.Trunk != nil {
 		o.Trunk(&tcfg)
@@ -106,7 +106,7 @@ func Start(t testing.TB, o Options) *Env {
 // answered both ways) and the trunk sees at least one proxy up.
 func (e *Env) WaitActive(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	g := e.Sim.Gateway(e.FQDN)
 	for {
