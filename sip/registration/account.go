@@ -142,8 +142,8 @@ type Config struct {
 	// §3.5.1). Default 30 s; negative disables.
 	KeepAlive time.Duration
 	// StartJitter spreads first registrations and re-registrations after a
-	// settings change over this window (default 2 s); the rate limit
-	// spreads them further.
+	// settings change over this window (default 2 s, negative for none);
+	// the rate limit spreads them further.
 	StartJitter time.Duration
 	// DNSCacheTTL is how long resolved targets are reused (default 5 min);
 	// failed lookups are retried after BackoffMin at most.
@@ -154,7 +154,9 @@ type Config struct {
 	// nonce just challenges as usual, and after three refusals sharing
 	// stops for that customer.
 	NoSharedNonce bool
-	Logger        *slog.Logger
+	// Logger receives state changes worth an operator's attention (default
+	// slog.Default()); passwords are never logged.
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {

@@ -5,9 +5,14 @@
 //
 // One scheduler goroutine drives all registrations from a min-heap of next
 // action times; due registrations wait in a per-PBX queue for a token of
-// that PBX's rate limiter, and each attempt runs in a short-lived goroutine
-// bounded by MaxInFlight. Nothing runs per registration while it is idle,
-// and an idle registration costs a few hundred bytes.
+// that PBX's rate limiter, and each attempt (one REGISTER exchange, with
+// its digest challenge and server failover) runs on a pool of at most
+// MaxInFlight worker goroutines. Nothing runs per registration while it is
+// idle, and an idle registration costs a few hundred bytes.
+//
+// Use: build a sipx.Stack, New an Engine with it, Set every configured user
+// (Remove the unconfigured, suspended or deleted), Run, and read State and
+// Stats for the portal, API and metrics.
 package registration
 
 import (
