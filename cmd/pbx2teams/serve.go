@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/api"
+	"github.com/pbx2teams/pbx2teams/dirsync"
+	"github.com/pbx2teams/pbx2teams/m365"
 	"github.com/pbx2teams/pbx2teams/metrics"
 	"github.com/pbx2teams/pbx2teams/msim"
 	"github.com/pbx2teams/pbx2teams/portal"
@@ -37,6 +40,12 @@ type config struct {
 	sipListen     string
 	sipAdvertise  string
 	regRate       float64
+
+	m365ClientID, m365ClientSecret         string
+	phoneAppClientID, phoneAppClientSecret string
+	m365LoginURL, m365GraphURL             string
+	phoneAppDomain                         string
+	m365StateKey                           string
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -54,6 +63,14 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.sipListen, "sip-listen", "udp:127.0.0.1:5060,tcp:127.0.0.1:5060", "SIP listeners toward PBXs, comma-separated transport:host:port")
 	fs.StringVar(&c.sipAdvertise, "sip-advertise", "", "host put in Contact and Via toward PBXs (default: the listener's host)")
 	fs.Float64Var(&c.regRate, "register-rate", 50, "most REGISTER requests per second sent to one PBX")
+	fs.StringVar(&c.m365ClientID, "m365-client-id", "", "Entra ID application (client) ID of the sync app registration")
+	fs.StringVar(&c.m365ClientSecret, "m365-client-secret", "", "client secret of the sync app registration")
+	fs.StringVar(&c.phoneAppClientID, "phoneapp-client-id", "", "application ID of the Phone App registration (empty: Phone App not offered)")
+	fs.StringVar(&c.phoneAppClientSecret, "phoneapp-client-secret", "", "client secret of the Phone App registration")
+	fs.StringVar(&c.m365LoginURL, "m365-login-url", m365.DefaultLoginURL, "Microsoft identity platform base URL")
+	fs.StringVar(&c.m365GraphURL, "m365-graph-url", m365.DefaultGraphURL, "Microsoft Graph base URL")
+	fs.StringVar(&c.phoneAppDomain, "phoneapp-domain", "phoneapp.pbx2teams.example", "domain Phone App calls come from (checked against tenants' external access)")
+	fs.StringVar(&c.m365StateKey, "m365-state-key", "", "hex key signing consent states; the same on every node (default: random, single node)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -176,6 +193,7 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		c.publicURL = "http://" + c.httpAddr
 	}
 	c.publicURL = strings.TrimRight(c.publicURL, "/")
+	var facts pbx2teams.TenantFacts
 	if c.sandbox {
 		sim, err := msim.NewSandbox(msim.Options{BaseURL: c.publicURL + sandboxPrefix})
 		if err != nil {
@@ -184,12 +202,21 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		}
 		mux.Handle(sandboxPrefix+"/", http.StripPrefix(sandboxPrefix, sim.Handler()))
 		log.Info("sandbox Microsoft 365 tenant", "url", c.publicURL+sandboxPrefix)
+		c.m365LoginURL, c.m365GraphURL = c.publicURL+sandboxPrefix, c.publicURL+sandboxPrefix
+		c.m365ClientID, c.m365ClientSecret = msim.SandboxSyncClientID, msim.SandboxSyncClientSecret
+		c.phoneAppClientID, c.phoneAppClientSecret = msim.SandboxPhoneAppClientID, msim.SandboxPhoneAppClientSecret
+		facts = sim
+	}
+	dirSync, err := a.wireM365(c, facts)
+	if err != nil {
+		a.close()
+		return nil, err
 	}
 	if err := a.wireSIP(c, reg); err != nil {
 		a.close()
 		return nil, err
 	}
-	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log}))
+	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version}))
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -201,9 +228,39 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log}))
+	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log, Sync: dirSync}))
 	a.handler = reg.Instrument(mux, routeClass)
 	return a, nil
+}
+
+// wireM365 builds the Microsoft 365 engine (connect, sync, Phone App
+// install, readiness); without a sync app registration it returns nil and
+// the portal leaves those features out.
+func (a *app) wireM365(c config, facts pbx2teams.TenantFacts) (*dirsync.Engine, error) {
+	if c.m365ClientID == "" {
+		a.log.Warn("no Microsoft 365 app registration (--m365-client-id): connect and sync are off; use --sandbox to try them")
+		return nil, nil
+	}
+	var stateKey []byte
+	if c.m365StateKey != "" {
+		k, err := hex.DecodeString(c.m365StateKey)
+		if err != nil || len(k) < 16 {
+			return nil, errors.New("--m365-state-key must be at least 32 hex characters")
+		}
+		stateKey = k
+	}
+	client := func(id, secret string) *m365.Client {
+		return m365.New(m365.Config{ClientID: id, ClientSecret: secret, LoginURL: c.m365LoginURL, GraphURL: c.m365GraphURL,
+			Logger: a.log, ThrottlePriority: "Low"})
+	}
+	var phoneApp *m365.Client
+	if c.phoneAppClientID != "" {
+		phoneApp = client(c.phoneAppClientID, c.phoneAppClientSecret)
+	}
+	eng := dirsync.New(dirsync.Config{Service: a.svc, Sync: client(c.m365ClientID, c.m365ClientSecret), PhoneApp: phoneApp,
+		Facts: facts, PublicURL: c.publicURL, StateKey: stateKey, PhoneAppDomain: c.phoneAppDomain, Log: a.log})
+	a.runners = append(a.runners, eng.Run)
+	return eng, nil
 }
 
 // sandboxPrefix is where serve --sandbox mounts the simulated Microsoft 365
