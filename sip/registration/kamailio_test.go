@@ -69,9 +69,9 @@ func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
 		t.Fatalf("ul.lookup: %d AoRs, %v", len(m), err)
 	}
 
-	// Over two expiry periods every binding stays alive and is refreshed
-	// (same Call-ID, higher CSeq).
-	deadline := time.Now().Add(8 * time.Second)
+	// Over one and a half expiry periods every binding stays alive and is
+	// refreshed (same Call-ID, higher CSeq).
+	deadline := time.Now().Add(6 * time.Second)
 	for time.Now().Before(deadline) {
 		bs = bindingsByAoR(t, k)
 		for _, a := range accs {
@@ -89,8 +89,8 @@ func TestKamailioUDPRegisterRefreshRemove(t *testing.T) {
 	// Refreshes answered the last challenge pre-emptively: only a user's
 	// first REGISTER came without credentials.
 	accepted := kamStat(t, k, "registrar:accepted_regs")
-	if accepted < 3*n {
-		t.Fatalf("only %d accepted registrations for %d users over 3 expiry periods", accepted, n)
+	if accepted < 2*n {
+		t.Fatalf("only %d accepted registrations for %d users over 1.5 expiry periods", accepted, n)
 	}
 	bare := map[string]int{}
 	for _, r := range k.Registers() {
