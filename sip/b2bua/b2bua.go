@@ -104,6 +104,10 @@ type Config struct {
 	// TraceLimit bounds the SIP messages kept per call for its trace
 	// (default 60; negative disables traces; no traces without Recorder).
 	TraceLimit int
+	// TraceFull keeps every message's full text in every call's trace.
+	// By default answered calls keep the ladder (each message's start
+	// line) and calls that failed keep the full messages too.
+	TraceFull bool
 	Logger     *slog.Logger
 }
 

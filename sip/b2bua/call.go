@@ -57,8 +57,7 @@ func (b *B2BUA) newCall(dir string, u *pbx2teams.User) *call {
 		c.rec.AccountID, c.rec.UserID = u.AccountID, u.ID
 	}
 	if b.cfg.TraceLimit > 0 {
-		c.tb = &traceBuf{limit: b.cfg.TraceLimit}
-		c.tb.t.CallID = c.id
+		c.tb = &traceBuf{limit: b.cfg.TraceLimit, callID: c.id}
 	}
 	opts := []media.CallOption{media.WithSecurity(media.LegB, b.cfg.TeamsMedia)}
 	c.media = b.cfg.Relay.NewCall(c.id, opts...)
@@ -202,10 +201,7 @@ func (c *call) finish() {
 	if r := c.b.cfg.Recorder; r != nil {
 		var tr *Trace
 		if c.tb != nil {
-			c.tb.mu.Lock()
-			t := c.tb.t
-			tr = &t
-			c.tb.mu.Unlock()
+			tr = c.tb.render(c.b.cfg.TraceFull || rec.Result != ResultAnswered)
 		}
 		r.CallEnded(&rec, tr)
 	}

@@ -14,7 +14,7 @@ import (
 // (From their SIP username, digest with their password, Contact their
 // registration Contact), audio and DTMF pass both ways, Teams hangs up.
 func TestTeamsToPBXCall(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{b2bua: func(c *b2bua.Config) { c.TraceFull = true }})
 	pbx := newFakePBX(t, map[string]string{"auth1001": "pw-1001"})
 	u := e.addUser("1001", "+442071230001", lo)
 	u.AuthUsername = "auth1001"
@@ -56,10 +56,18 @@ func TestTeamsToPBXCall(t *testing.T) {
 		t.Errorf("record %+v", rec)
 	}
 	tr := e.Rec.trace(rec.ID)
+	redacted := false
 	for _, m := range tr.Messages {
+		if m.Message == "" {
+			t.Errorf("TraceFull trace without text: %s", m.Summary)
+		}
 		if strings.Contains(m.Message, "response=") {
 			t.Errorf("trace keeps digest credentials: %s", m.Summary)
 		}
+		redacted = redacted || strings.Contains(m.Message, "Proxy-Authorization: [removed]")
+	}
+	if !redacted {
+		t.Error("the authorised INVITE is not in the trace")
 	}
 }
 

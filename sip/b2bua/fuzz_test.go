@@ -133,6 +133,7 @@ func FuzzSIPRequest(f *testing.F) {
 			l.requestSeq(sip.BYE, 7)
 			l.updateTarget(req)
 			c.trace(l, "in", req)
+			c.tb.render(true)
 		}
 		if _, err := sip.ServerTxKeyMake(req); err != nil {
 			return

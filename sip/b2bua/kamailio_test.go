@@ -384,6 +384,19 @@ func TestKamailioTeamsCallsExtension(t *testing.T) {
 	if rec.PBXStatus != 407 || !strings.Contains(rec.Advice, "credentials") {
 		t.Errorf("record %+v", rec)
 	}
+	// A failed call keeps its full messages, without credentials.
+	full := 0
+	for _, m := range e.Rec.trace(rec.ID).Messages {
+		if m.Message != "" {
+			full++
+		}
+		if strings.Contains(m.Message, "response=") {
+			t.Errorf("trace keeps digest credentials: %s", m.Summary)
+		}
+	}
+	if full == 0 {
+		t.Error("failed call's trace has no message text")
+	}
 }
 
 func tail(s string, n int) string {

@@ -88,8 +88,8 @@ type TraceMessage struct {
 	At        time.Time `json:"at"`
 	Leg       string    `json:"leg"`       // pbx or teams
 	Direction string    `json:"direction"` // in (to pbx2teams) or out
-	Summary   string    `json:"summary"`   // start line
-	Message   string    `json:"message"`   // the message, credentials removed
+	Summary   string    `json:"summary"`           // start line
+	Message   string    `json:"message,omitempty"` // the message, credentials removed (see Config.TraceFull)
 }
 
 // Trace is the SIP ladder of one call.
@@ -111,11 +111,22 @@ type RecorderFunc func(*Record, *Trace)
 // CallEnded implements Recorder.
 func (f RecorderFunc) CallEnded(r *Record, t *Trace) { f(r, t) }
 
-// traceBuf collects a call's messages up to a limit.
+// traceBuf collects a call's messages up to a limit. Messages are kept
+// by reference and rendered when the call ends (render), so the call path
+// pays only for an append.
 type traceBuf struct {
-	mu    sync.Mutex
-	limit int
-	t     Trace
+	mu      sync.Mutex
+	limit   int
+	callID  string
+	entries []traceEntry
+	dropped int
+}
+
+type traceEntry struct {
+	at  time.Time
+	leg string
+	dir string
+	msg sip.Message
 }
 
 const maxTraceMessage = 8 << 10
@@ -126,25 +137,41 @@ func (tb *traceBuf) add(legName, dir string, m sip.Message) {
 	}
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	if len(tb.t.Messages) >= tb.limit {
-		tb.t.Dropped++
+	if len(tb.entries) >= tb.limit {
+		tb.dropped++
 		return
 	}
-	var summary string
-	switch x := m.(type) {
-	case *sip.Request:
-		summary = x.StartLine()
-	case *sip.Response:
-		summary = x.StartLine()
+	tb.entries = append(tb.entries, traceEntry{at: time.Now(), leg: legName, dir: dir, msg: m})
+}
+
+// render builds the trace: every message's start line, and its full text
+// (credentials removed) when full is set.
+func (tb *traceBuf) render(full bool) *Trace {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	t := &Trace{CallID: tb.callID, Dropped: tb.dropped, Messages: make([]TraceMessage, 0, len(tb.entries))}
+	for _, e := range tb.entries {
+		tm := TraceMessage{At: e.at.UTC(), Leg: e.leg, Direction: e.dir}
+		switch x := e.msg.(type) {
+		case *sip.Request:
+			tm.Summary = x.StartLine()
+		case *sip.Response:
+			tm.Summary = x.StartLine()
+		}
+		if full {
+			var b strings.Builder
+			b.Grow(1024)
+			e.msg.StringWrite(&b)
+			text := redact(b.String())
+			if len(text) > maxTraceMessage {
+				text = text[:maxTraceMessage] + "\r\n[truncated]"
+			}
+			tm.Message = text
+		}
+		t.Messages = append(t.Messages, tm)
 	}
-	var b strings.Builder
-	b.Grow(1024)
-	m.StringWrite(&b)
-	text := redact(b.String())
-	if len(text) > maxTraceMessage {
-		text = text[:maxTraceMessage] + "\r\n[truncated]"
-	}
-	tb.t.Messages = append(tb.t.Messages, TraceMessage{At: time.Now().UTC(), Leg: legName, Direction: dir, Summary: summary, Message: text})
+	tb.entries = nil
+	return t
 }
 
 // redact removes digest credentials from a message's text: even hashed

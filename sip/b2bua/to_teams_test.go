@@ -102,6 +102,9 @@ func TestPBXToTeamsCall(t *testing.T) {
 	legs := map[string]bool{}
 	for _, m := range tr.Messages {
 		legs[m.Leg] = true
+		if m.Summary == "" || m.Message != "" {
+			t.Errorf("answered call's ladder entry %+v: want the start line only", m)
+		}
 	}
 	if !legs["pbx"] || !legs["teams"] {
 		t.Errorf("trace legs = %v", legs)
