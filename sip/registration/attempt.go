@@ -257,6 +257,9 @@ func (a *attempt) send(ctx context.Context, t sipx.Target, expiry uint32, authNa
 	req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tr,
 		Host: st.AdvertisedHost(), Port: st.Port(t.Transport),
 		Params: sip.HeaderParams{{K: "branch", V: sip.GenerateBranchN(16)}, {K: "rport"}}})
+	if a.prof.route != nil {
+		req.AppendHeader(a.prof.route)
+	}
 	req.AppendHeader(&maxForwards)
 	aor := "<sip:" + a.username + "@" + hostForURI(a.prof.domainHost) + ">"
 	var idbuf [16]byte

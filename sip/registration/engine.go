@@ -329,6 +329,17 @@ func (e *Engine) profileFor(a *Account) *profile {
 	h.refs++
 	p := &profile{key: key, accountID: a.AccountID, domainHost: dh, domainPort: dp,
 		transport: a.Transport, expiry: uint32(a.Expiry), hop: h, refs: 1}
+	if a.OutboundProxy != "" && a.OutboundProxy != a.Domain {
+		// RFC 3261 §8.1.2: an outbound proxy is a pre-loaded route.
+		route := "<sip:" + hostForURI(nh)
+		if np != 0 {
+			route += ":" + strconv.Itoa(int(np))
+		}
+		if a.Transport != "udp" {
+			route += ";transport=" + a.Transport
+		}
+		p.route = sip.NewHeader("Route", route+";lr>")
+	}
 	e.profiles[key] = p
 	return p
 }

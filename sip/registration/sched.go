@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/pbx2teams/pbx2teams/sip/sipx"
 )
 
@@ -171,6 +173,7 @@ type profile struct {
 	expiry     uint32
 	hop        *hop
 	refs       int
+	route      sip.Header // pre-loaded Route to the outbound proxy, or nil
 
 	// The last challenge a user of this customer answered successfully
 	// (one protection space: same PBX, same domain): the others answer it

@@ -169,8 +169,14 @@ func TestSippStaleNonce(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "registered", func() bool { return allRegistered(e, acc.UserID) })
 	sippPassed(t, p) // both digest answers verified by SIPp
-	if n := len(p.Received("REGISTER")); n != 3 {
-		t.Errorf("%d REGISTERs, want 3", n)
+	regs := p.Received("REGISTER")
+	if len(regs) != 3 {
+		t.Fatalf("%d REGISTERs, want 3", len(regs))
+	}
+	// Sent to the outbound proxy with it as a pre-loaded route, for the
+	// domain.
+	if !strings.HasPrefix(regs[0].Text, "REGISTER sip:sipp.test SIP/2.0") || !strings.Contains(regs[0].Text, "\nRoute: <sip:"+p.Addr()+";lr>") {
+		t.Errorf("request:\n%s", regs[0].Text)
 	}
 }
 
