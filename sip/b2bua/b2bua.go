@@ -108,7 +108,7 @@ type Config struct {
 	// By default answered calls keep the ladder (each message's start
 	// line) and calls that failed keep the full messages too.
 	TraceFull bool
-	Logger     *slog.Logger
+	Logger    *slog.Logger
 }
 
 // B2BUA is the call control. Create it with New before starting the

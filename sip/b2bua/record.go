@@ -86,8 +86,8 @@ type MediaRecord struct {
 // TraceMessage is one SIP message of a call's trace.
 type TraceMessage struct {
 	At        time.Time `json:"at"`
-	Leg       string    `json:"leg"`       // pbx or teams
-	Direction string    `json:"direction"` // in (to pbx2teams) or out
+	Leg       string    `json:"leg"`               // pbx or teams
+	Direction string    `json:"direction"`         // in (to pbx2teams) or out
 	Summary   string    `json:"summary"`           // start line
 	Message   string    `json:"message,omitempty"` // the message, credentials removed (see Config.TraceFull)
 }
