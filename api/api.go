@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/dirsync"
 	"github.com/pbx2teams/pbx2teams/secrets"
 )
 
@@ -47,6 +48,12 @@ type Options struct {
 	RateBurst int
 	// Version is reported in the OpenAPI document's info.version.
 	Version string
+	// Sync is the Microsoft 365 sync engine behind the /teams/sync,
+	// /teams/groups, readiness and /teams/phone-app.zip endpoints. When nil
+	// (Microsoft 365 not configured on this node) those endpoints answer
+	// 503 with code unavailable and a message saying so; every other
+	// endpoint works as usual.
+	Sync *dirsync.Engine
 }
 
 func (o *Options) defaults() {
@@ -121,6 +128,16 @@ func (s *server) routes() []route {
 		{method: "GET", path: a + "/apikeys", handler: s.listAPIKeys},
 		{method: "POST", path: a + "/apikeys", handler: s.createAPIKey},
 		{method: "DELETE", path: a + "/apikeys/{kid}", handler: s.revokeAPIKey},
+		{method: "GET", path: a + "/users/{uid}/readiness", handler: s.userReadiness},
+		{method: "GET", path: a + "/teams/readiness", handler: s.tenantReadiness},
+		{method: "GET", path: a + "/teams/groups", handler: s.searchGroups},
+		{method: "GET", path: a + "/teams/phone-app.zip", handler: s.phoneAppPackage},
+		{method: "GET", path: a + "/teams/sync/status", handler: s.syncStatus},
+		{method: "GET", path: a + "/teams/sync/jobs", handler: s.listSyncJobs},
+		{method: "GET", path: a + "/teams/sync/jobs/{job}", handler: s.getSyncJob},
+		// Last, so that the permission matrix's legitimate sync (which
+		// rewrites the customer's directory) runs after the other calls.
+		{method: "POST", path: a + "/teams/sync", handler: s.startSync},
 	}
 }
 

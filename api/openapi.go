@@ -37,6 +37,7 @@ type reqBody struct {
 	schema      string
 	contentType string // default application/json
 	description string
+	optional    bool // the body may be left out
 }
 
 // Statuses every authenticated endpoint may answer with.
@@ -115,13 +116,40 @@ var operations = map[string]operation{
 		body:        &reqBody{schema: "CreateAPIKeyRequest"}, status: 201, result: "CreateAPIKeyResponse"},
 	"DELETE /accounts/{id}/apikeys/{kid}": {id: "revokeAPIKey", tag: "apikeys", summary: "Revoke an API key",
 		description: "The key stops working at once (401).", status: 204},
+
+	"POST /accounts/{id}/teams/sync": {id: "startSync", tag: "m365", summary: "Start a Microsoft 365 directory sync (Sync Now)",
+		description: "Starts the sync in the background and returns its job at once (202, status running); follow it with GET .../teams/sync/status or the job's URL in Location. The body is optional. One sync per customer runs at a time: another request meanwhile gets 409 naming who started the running one. Microsoft 365 must be connected (422 otherwise). Needs a role that can write." + noSyncNote,
+		body:        &reqBody{schema: "SyncStartRequest", optional: true}, status: 202, result: "SyncJob", errors: []int{409}},
+	"GET /accounts/{id}/teams/sync/status": {id: "getSyncStatus", tag: "m365", summary: "The running sync or the latest one",
+		description: "While a sync runs: its job with live counts, its phase and the last log lines. Otherwise the latest job; no job when never synced." + noSyncNote,
+		status:      200, result: "SyncStatus"},
+	"GET /accounts/{id}/teams/sync/jobs": {id: "listSyncJobs", tag: "m365", summary: "List a customer's sync jobs",
+		description: "Newest first, without logs." + noSyncNote, query: []string{"JobLimit"}, status: 200, result: "SyncJobList", errors: []int{400}},
+	"GET /accounts/{id}/teams/sync/jobs/{job}": {id: "getSyncJob", tag: "m365", summary: "Get one sync job with its log",
+		description: noSyncNote[1:], status: 200, result: "SyncJob"},
+	"GET /accounts/{id}/teams/groups": {id: "searchGroups", tag: "m365", summary: "Search the tenant's Entra ID groups",
+		description: "For choosing Large Tenant Mode groups (PATCH .../teams standard_groups and phone_app_group take these objects). Microsoft 365 must be connected (422 otherwise)." + noSyncNote,
+		query:       []string{"GroupSearch"}, status: 200, result: "GroupList", errors: []int{400, 422}},
+	"GET /accounts/{id}/teams/readiness": {id: "getTenantReadiness", tag: "m365", summary: "Check the tenant is ready for pbx2teams",
+		description: "Microsoft 365 connected; with Phone App on, also Phone App authorized, external access allowing the Phone App's domain and, in Large Tenant Mode, a Phone App group chosen. Each failed check says how to fix it." + noSyncNote,
+		status:      200, result: "Readiness"},
+	"GET /accounts/{id}/users/{uid}/readiness": {id: "getUserReadiness", tag: "m365", summary: "Check one user is ready for its PBX line",
+		description: "The tenant's checks plus the user's own (enabled, group conflict, Teams Phone licence, Teams mode, Phone App installed), each failed one with its fix." + noSyncNote,
+		status:      200, result: "UserReadiness"},
+	"GET /accounts/{id}/teams/phone-app.zip": {id: "getPhoneAppPackage", tag: "m365", summary: "Download the Phone App's Teams app package",
+		description: "The zip to upload in the Teams admin center when the app is not published automatically. 503 also when no Phone App app registration is configured." + noSyncNote,
+		status:      200, resultType: "application/zip"},
 }
+
+// noSyncNote ends the description of the endpoints that need the sync engine.
+const noSyncNote = " On a node where Microsoft 365 is not configured this answers 503 (code unavailable) saying so."
 
 // pathParams documents the wildcards of the route patterns.
 var pathParams = map[string]m{
 	"id":  {"name": "id", "in": "path", "required": true, "description": "Account ID (acc_…).", "schema": m{"type": "string"}},
 	"uid": {"name": "uid", "in": "path", "required": true, "description": "User ID (usr_…).", "schema": m{"type": "string"}},
 	"sku": {"name": "sku", "in": "path", "required": true, "description": "Licence SKU.", "schema": m{"$ref": "#/components/schemas/SKU"}},
+	"job": {"name": "job", "in": "path", "required": true, "description": "Sync job ID (job_…).", "schema": m{"type": "string"}},
 	"kid": {"name": "kid", "in": "path", "required": true, "description": "API key ID (key_…).", "schema": m{"type": "string"}},
 }
 
@@ -136,6 +164,10 @@ var queryParams = m{
 		"schema": m{"type": "string", "enum": []string{"standard", "phone_app", "any", "none"}}},
 	"Before": m{"name": "before", "in": "query", "description": "Only entries older than this entry ID (next_before of the previous page).",
 		"schema": m{"type": "integer", "format": "int64", "minimum": 0}},
+	"GroupSearch": m{"name": "q", "in": "query", "description": "Text the group names start with; empty lists the first groups.",
+		"schema": m{"type": "string", "maxLength": 100}},
+	"JobLimit": m{"name": "limit", "in": "query", "description": "Jobs to return, newest first.",
+		"schema": m{"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
 	"AuditLimit": m{"name": "limit", "in": "query", "description": "Entries per page.",
 		"schema": m{"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
 }
@@ -199,7 +231,7 @@ func renderSpec(version string) ([]byte, error) {
 			if ct == "" {
 				ct = "application/json"
 			}
-			o["requestBody"] = m{"required": true, "content": m{ct: m{"schema": schemaRef(op.body.schema)}}}
+			o["requestBody"] = m{"required": !op.body.optional, "content": m{ct: m{"schema": schemaRef(op.body.schema)}}}
 			errs = append(errs, bodyErrors...)
 		}
 		if op.public {
@@ -210,6 +242,9 @@ func renderSpec(version string) ([]byte, error) {
 		responses := m{}
 		ok200 := m{"description": http.StatusText(op.status)}
 		switch {
+		case op.resultType == "application/zip":
+			ok200["content"] = m{"application/zip": m{"schema": m{"type": "string", "contentMediaType": "application/zip"}}}
+			ok200["headers"] = m{"Content-Disposition": m{"schema": m{"type": "string"}, "description": "attachment; filename=\"phone-app-teams.zip\""}}
 		case op.resultType == "text/csv":
 			ok200["content"] = m{"text/csv": m{"schema": schemaRef("CSVFile")}}
 			ok200["headers"] = m{"Content-Disposition": m{"schema": m{"type": "string"}, "description": "attachment; filename=\"users-<account>.csv\""}}
@@ -220,6 +255,9 @@ func renderSpec(version string) ([]byte, error) {
 		}
 		if op.status == 201 && path == "/accounts" {
 			ok200["headers"] = m{"Location": m{"schema": m{"type": "string"}, "description": "The new account's URL."}}
+		}
+		if op.status == 202 && path == "/accounts/{id}/teams/sync" {
+			ok200["headers"] = m{"Location": m{"schema": m{"type": "string"}, "description": "The new job's URL."}}
 		}
 		responses[fmt.Sprint(op.status)] = ok200
 		for _, st := range errs {
@@ -269,7 +307,7 @@ func renderSpec(version string) ([]byte, error) {
 		},
 		"tags": []any{
 			m{"name": "meta"}, m{"name": "accounts"}, m{"name": "admins"}, m{"name": "licences"}, m{"name": "pbx"},
-			m{"name": "teams"}, m{"name": "users"}, m{"name": "audit"}, m{"name": "apikeys"},
+			m{"name": "teams"}, m{"name": "users"}, m{"name": "audit"}, m{"name": "apikeys"}, m{"name": "m365", "description": "Microsoft 365 directory sync, readiness and the Phone App package."},
 		},
 		"paths": paths,
 		"components": m{
@@ -340,6 +378,62 @@ func schemas() m {
 			"line":   integer("Line of the CSV file (1 is the header)."),
 			"field":  str("The field or query parameter."),
 			"reason": str("What is wrong with it."),
+		}),
+		"SyncCounts": object("Totals of one sync run.", []string{"seen", "added", "updated", "removed", "conflicts", "excluded", "suspended", "resumed", "installed", "uninstalled"}, m{
+			"seen":         integer("Directory users read."),
+			"added":        integer("Users new to pbx2teams."),
+			"updated":      integer("Users whose directory data changed."),
+			"removed":      integer("Users deleted from Microsoft 365 (or out of the chosen groups)."),
+			"conflicts":    integer("Users the sync could not classify; see each user's conflict."),
+			"excluded":     integer("Directory objects that cannot have a PBX line (rooms, resource accounts, bots...)."),
+			"excluded_why": m{"type": "object", "additionalProperties": m{"type": "integer"}, "description": "Excluded objects by reason."},
+			"suspended":    integer("Configured users suspended (disabled or deleted in Microsoft 365)."),
+			"resumed":      integer("Suspended users back in service."),
+			"installed":    integer("Phone App installations made."),
+			"uninstalled":  integer("Phone App installations removed."),
+		}),
+		"SyncJob": object("One run of a customer's Microsoft 365 directory sync.", []string{"id", "account_id", "status", "mode", "trigger", "diagnostic", "requested_by", "started_at", "counts"}, m{
+			"id":           str("Job ID."),
+			"account_id":   str("The customer."),
+			"status":       strEnum("running, succeeded or failed. A failed run changed nothing.", string(pbx2teams.SyncRunning), string(pbx2teams.SyncSucceeded), string(pbx2teams.SyncFailed)),
+			"mode":         strEnum("full listing, delta since the last run, or the Large Tenant Mode groups.", pbx2teams.SyncModeFull, pbx2teams.SyncModeDelta, pbx2teams.SyncModeGroups),
+			"trigger":      strEnum("Who started it: manual (Sync Now, this API) or auto (the schedule).", "manual", "auto"),
+			"diagnostic":   boolean("Every Graph request was logged into the job's log."),
+			"requested_by": str("Who started it."),
+			"started_at":   dateTime("Start."),
+			"finished_at":  dateTime("End; absent while running."),
+			"counts":       schemaRef("SyncCounts"),
+			"warnings":     array(m{"type": "string"}, "Things an administrator should look at (e.g. suspended users)."),
+			"log":          str("The run's support log, newline separated; only on GET of one job."),
+			"error":        str("Why a failed job failed and what to do."),
+		}),
+		"SyncJobList": object("Sync jobs, newest first, without their logs.", []string{"jobs"}, m{"jobs": array(schemaRef("SyncJob"), "")}),
+		"SyncStatus": object("The state of a customer's sync.", []string{"running"}, m{
+			"running": boolean("A sync is running."),
+			"phase":   str("What the running sync is doing, when it runs on this node."),
+			"job":     schemaRef("SyncJob"),
+			"tail":    array(m{"type": "string"}, "Last lines of the running job's log."),
+		}),
+		"SyncStartRequest": input("How to run the sync; the body may be left out.", nil, m{
+			"full":       m{"type": "boolean", "default": false, "description": "Force a full listing even when a delta would do."},
+			"diagnostic": m{"type": "boolean", "default": false, "description": "Log every Graph request into the job's log (for support)."},
+		}),
+		"GroupList": object("Entra ID groups matching the search (at most 25).", []string{"groups"}, m{"groups": array(schemaRef("Group"), "")}),
+		"Check": object("One readiness check.", []string{"key", "name", "state"}, m{
+			"key":    str("Stable identifier, e.g. connected, external_access."),
+			"name":   str("What is checked, for people."),
+			"state":  strEnum("Outcome.", string(pbx2teams.CheckPass), string(pbx2teams.CheckFail), string(pbx2teams.CheckNotVerifiable), string(pbx2teams.CheckNotApplicable)),
+			"detail": str("What was found."),
+			"fix":    str("What to do, when failed or not verifiable."),
+		}),
+		"Readiness": object("Readiness checks; ready when none failed.", []string{"checks", "ready"}, m{
+			"checks": array(schemaRef("Check"), ""),
+			"ready":  boolean("No check failed."),
+		}),
+		"UserReadiness": object("A user and its readiness checks.", []string{"user", "checks", "ready"}, m{
+			"user":   schemaRef("User"),
+			"checks": array(schemaRef("Check"), ""),
+			"ready":  boolean("No check failed."),
 		}),
 		"Me": object("The caller.", []string{"name", "role", "auth", "account"}, m{
 			"name":       str("Admin email, or \"api key <name>\"."),
