@@ -143,3 +143,35 @@ func TestTeamsToPBXBusyAndCancel(t *testing.T) {
 		t.Errorf("record %+v", rec)
 	}
 }
+
+// The PBX side hangs up a Teams → PBX call: BYE reaches Teams.
+func TestTeamsToPBXByeFromPBX(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	pbx := newFakePBX(t, map[string]string{"1001": "pw-1001"})
+	u := e.addUser("1001", "+442071230001", lo)
+	e.Dir.pbx[acct] = &pbx2teams.PBXSettings{AccountID: acct, Domain: pbx.domain(), Transport: pbx2teams.TransportUDP}
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{Media: simteams.Pattern})
+	ctx := ctxT(t, 20*time.Second)
+	call, err := tu.Dial(ctx, "1002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := call.WaitAnswer(ctx); st != 200 {
+		t.Fatalf("answer %d", st)
+	}
+	waitUntil(t, 10*time.Second, "audio at the PBX", func() bool { _, _, _, rx := pbx.stats(); return rx >= 10 })
+	if err := pbx.hangup(ctx, call.CallID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-call.Done():
+	case <-ctx.Done():
+		t.Fatal("Teams leg not released")
+	}
+	if r := call.EndReason(); r != "bye from sbc" {
+		t.Errorf("Teams leg ended %q", r)
+	}
+	if rec := e.Rec.next(t); rec.EndedBy != "pbx" || rec.Result != b2bua.ResultAnswered {
+		t.Errorf("record %+v", rec)
+	}
+}

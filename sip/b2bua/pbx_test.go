@@ -1,6 +1,7 @@
 package b2bua_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -160,6 +161,21 @@ func (p *fakePBX) echo(c *net.UDPConn, s *sipgo.DialogServerSession) {
 		p.mu.Unlock()
 		_, _ = c.WriteToUDPAddrPort(buf[:n], from)
 	}
+}
+
+// hangup sends BYE on the PBX's only call (the Teams call-ID is not the
+// PBX leg's, so any established call is taken).
+func (p *fakePBX) hangup(ctx context.Context, _ string) error {
+	p.mu.Lock()
+	var s *sipgo.DialogServerSession
+	for _, c := range p.calls {
+		s = c
+	}
+	p.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("no call at the PBX")
+	}
+	return s.Bye(ctx)
 }
 
 func (p *fakePBX) domain() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }

@@ -187,6 +187,39 @@ func (p *phone) call(ctx context.Context, ruri string, from string) (*sipgo.Dial
 	return s, prov, nil
 }
 
+// callDelayed places a call without SDP and answers the offer of the 200
+// in the ACK.
+func (p *phone) callDelayed(ctx context.Context, ruri string, from string) (*sipgo.DialogClientSession, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(ruri, &u); err != nil {
+		return nil, err
+	}
+	req := sip.NewRequest(sip.INVITE, u)
+	f := &sip.FromHeader{DisplayName: "Desk " + from, Address: sip.Uri{Scheme: "sip", User: from, Host: "127.0.0.1"}}
+	f.Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(f)
+	req.AppendHeader(&sip.ToHeader{Address: u})
+	s, err := p.cache.WriteInvite(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		return s, err
+	}
+	offer := s.InviteResponse.Body()
+	if len(offer) == 0 {
+		return s, fmt.Errorf("200 without an offer")
+	}
+	ack := sip.NewRequest(sip.ACK, s.InviteResponse.Contact().Address)
+	ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	ack.SetBody(p.offer())
+	if err := s.WriteAck(ctx, ack); err != nil {
+		return s, err
+	}
+	p.useAnswer(offer)
+	return s, nil
+}
+
 func (p *phone) useAnswer(body []byte) {
 	sd, err := msdp.Parse(body)
 	if err != nil || len(sd.Media) == 0 {

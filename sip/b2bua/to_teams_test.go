@@ -325,3 +325,25 @@ func TestPBXToTeamsFailover(t *testing.T) {
 		t.Errorf("silent proxy got %d INVITEs", silent.Invites())
 	}
 }
+
+// A PBX that sends INVITE without SDP (delayed offer): Teams still gets an
+// offer (Direct Routing has no delayed offer); the PBX gets the relay's
+// offer in the 200 and answers in the ACK; audio flows.
+func TestPBXToTeamsDelayedOffer(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	u := e.addUser("1001", "+442071230001", lo)
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 0, Media: simteams.Echo})
+	ph := newPhone(t)
+	ctx := ctxT(t, 20*time.Second)
+	sess, err := ph.callDelayed(ctx, e.contactURI(u.ContactUser), "2002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, _ := tu.Incoming(ctx)
+	if len(tc.Invite().Body()) == 0 {
+		t.Fatal("INVITE to Teams without SDP")
+	}
+	waitUntil(t, 10*time.Second, "echoed audio", func() bool { _, echo := ph.counts(); return echo >= 20 })
+	_ = sess.Bye(ctx)
+	<-tc.Done()
+}
