@@ -145,7 +145,7 @@ func BenchmarkSendOnly(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-		w.tx.add(fd, pkt, &dst, l, false)
+		w.tx.queue(fd, pkt, &dst, l, nil, false)
 		w.tx.flush()
 	}
 }

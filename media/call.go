@@ -160,7 +160,7 @@ type pending struct {
 type Call struct {
 	r  *Relay
 	id string
-	w  *worker
+	w  engine
 
 	mu     sync.Mutex
 	closed bool
@@ -474,7 +474,6 @@ func (c *Call) Close() error {
 	var socks []*socket
 	for i := range c.legs {
 		l := &c.legs[i]
-		// RTCP first: closing the RTP socket releases the port pair.
 		if l.rtcp != nil {
 			socks = append(socks, l.rtcp)
 		}
@@ -675,7 +674,8 @@ func (c *Call) openLeg(l *leg) error {
 			lastErr = err
 			continue
 		}
-		s := &socket{fd: fd, port: port, call: c, leg: l, last: true}
+		s := &socket{fd: fd, port: port, call: c, leg: l, hold: &portHold{port: port}}
+		s.hold.refs.Store(1)
 		if err := c.w.add(s); err != nil {
 			closeFD(fd)
 			c.r.ports.release(port)
@@ -699,8 +699,10 @@ func (c *Call) ensureRTCP(l *leg) int {
 		c.r.log.Warn("media RTCP port unavailable", "call", c.id, "port", port, "err", err)
 		return 0
 	}
-	s := &socket{fd: fd, port: port, call: c, leg: l, rtcp: true}
+	s := &socket{fd: fd, port: port, call: c, leg: l, rtcp: true, hold: l.rtp.hold}
+	s.hold.refs.Add(1)
 	if err := c.w.add(s); err != nil {
+		s.hold.refs.Add(-1)
 		closeFD(fd)
 		return 0
 	}

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,10 @@ import (
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
+
+// testEngine forces the relay engine of the tests ("" picks as in
+// production); TestEngineEpoll re-runs the suite with "epoll".
+var testEngine = os.Getenv("MEDIA_TEST_ENGINE")
 
 // portBase hands each test its own slice of ports so parallel packages
 // and tests rarely meet; the relay skips ports others hold anyway.
@@ -41,7 +46,7 @@ func testRelay(t testing.TB, mod func(*Config)) *Relay {
 	min := portNext
 	portNext += 100
 	portMu.Unlock()
-	cfg := Config{BindIP: loopback, PortMin: min, PortMax: min + 99, Workers: 2,
+	cfg := Config{BindIP: loopback, PortMin: min, PortMax: min + 99, Workers: 2, Engine: testEngine,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if mod != nil {
 		mod(&cfg)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"golang.org/x/sys/unix"
 )
@@ -14,9 +16,36 @@ import (
 // with Call.mu held, once per datagram, and must not allocate: the
 // buffers and headers it uses belong to the worker.
 
-// handle relays datagram i of the worker's receive batch, which arrived
-// on socket s; what it forwards goes to the worker's send batch.
-func (c *Call) handle(w *worker, s *socket, i int, pkt []byte, now int64) {
+// sender takes the datagrams the packet path forwards. queue may keep a
+// reference to p until flush (the epoll engine) or copy it at once (the
+// io_uring engine). Both count what they queue on the leg.
+type sender interface {
+	queue(fd int, p []byte, dst *sockaddr, l *leg, c *Call, rtcp bool)
+	flush()
+}
+
+// scratch is what the packet path works in, owned by one worker
+// goroutine and reused for every packet.
+type scratch struct {
+	plain   [batchMax][]byte // decrypted packet i of a receive batch
+	out     [batchMax][]byte // encrypted packet i of a receive batch
+	hdr     rtp.Header
+	rtcpHdr rtcp.Header
+	tx      sender
+}
+
+func newScratch(tx sender) scratch {
+	sc := scratch{tx: tx}
+	for i := range sc.plain {
+		sc.plain[i] = make([]byte, bufSize+64)
+		sc.out[i] = make([]byte, bufSize+64)
+	}
+	return sc
+}
+
+// handle relays datagram i of a receive batch, which arrived on socket s
+// from address from; what it forwards goes to w.tx.
+func (c *Call) handle(w *scratch, s *socket, i int, pkt []byte, from *sockaddr, now int64) {
 	x := s.leg
 	if len(pkt) < 8 || pkt[0]>>6 != 2 {
 		x.st.malformed++
@@ -25,7 +54,7 @@ func (c *Call) handle(w *worker, s *socket, i int, pkt []byte, now int64) {
 	// RFC 5761 §4: on a multiplexed port, second-byte values 192-223
 	// are RTCP packet types.
 	if s.rtcp || (pkt[1] >= 192 && pkt[1] <= 223) {
-		c.handleRTCP(w, s, x, i, pkt, now)
+		c.handleRTCP(w, s, x, i, pkt, from, now)
 		return
 	}
 	if len(pkt) < 12 {
@@ -33,7 +62,6 @@ func (c *Call) handle(w *worker, s *socket, i int, pkt []byte, now int64) {
 		return
 	}
 	relatch := int64(c.r.cfg.RelatchAfter)
-	from := &w.rx.from[i]
 	if !x.admit(&x.latchRTP, from, now, relatch) {
 		x.st.foreign++
 		return
@@ -71,18 +99,17 @@ func (c *Call) handle(w *worker, s *socket, i int, pkt []byte, now int64) {
 			return
 		}
 	}
-	w.tx.add(y.rtp.fd, out, dst, y, false)
+	w.tx.queue(y.rtp.fd, out, dst, y, c, false)
 }
 
 // handleRTCP relays RTCP. It flows whatever the stream direction: RTP/RTCP
 // peers keep reporting while on hold.
-func (c *Call) handleRTCP(w *worker, s *socket, x *leg, i int, pkt []byte, now int64) {
+func (c *Call) handleRTCP(w *scratch, s *socket, x *leg, i int, pkt []byte, from *sockaddr, now int64) {
 	relatch := int64(c.r.cfg.RelatchAfter)
 	l := &x.latchRTCP
 	if !s.rtcp {
 		l = &x.latchRTP
 	}
-	from := &w.rx.from[i]
 	if !x.admit(l, from, now, relatch) {
 		x.st.foreign++
 		return
@@ -114,7 +141,7 @@ func (c *Call) handleRTCP(w *worker, s *socket, x *leg, i int, pkt []byte, now i
 			return
 		}
 	}
-	w.tx.add(sock.fd, out, dst, y, true)
+	w.tx.queue(sock.fd, out, dst, y, c, true)
 }
 
 // admit decides whether a datagram from src may enter. Before the first

@@ -42,10 +42,15 @@ type Config struct {
 	// leg moves at once, as only the key holder can produce valid
 	// packets). Default 1 s.
 	RelatchAfter time.Duration
-	// Workers is the number of packet-forwarding goroutines, each with its
-	// own epoll set; every call is served by one of them. Default
-	// GOMAXPROCS.
+	// Workers is the number of packet-forwarding goroutines; every call
+	// is served by one of them. Default GOMAXPROCS.
 	Workers int
+	// Engine selects how workers move packets: "io_uring" (Linux 6.0+:
+	// multishot receives and batched sends, one system call per batch),
+	// "epoll" (one receive and one send call per packet, batched per
+	// socket), or "" to use io_uring where the kernel allows it (it is
+	// often disabled in containers) and epoll otherwise.
+	Engine string
 	// Logger receives control-plane events. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -77,6 +82,11 @@ func (c *Config) normalize() error {
 	if c.Workers <= 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}
+	switch c.Engine {
+	case "", EngineIOUring, EngineEpoll:
+	default:
+		return pbx2teams.Errorf(pbx2teams.EInvalid, "Media relay: unknown engine %q (use %q or %q).", c.Engine, EngineIOUring, EngineEpoll)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -98,9 +108,10 @@ type Relay struct {
 	family int
 	epoch  time.Time // monotonic base of packet timestamps
 
+	engine  string
 	ports   *portPool
 	slots   []atomic.Pointer[socket] // indexed by port - PortMin
-	workers []*worker
+	workers []engine
 	next    atomic.Uint32
 
 	mu     sync.Mutex
@@ -125,7 +136,22 @@ func NewRelay(cfg Config) (*Relay, error) {
 	if cfg.BindIP.Is6() {
 		r.family = unix.AF_INET6
 	}
+	engine := cfg.Engine
 	for i := 0; i < cfg.Workers; i++ {
+		if engine != EngineEpoll {
+			w, err := newUworker(r)
+			if err == nil {
+				engine = EngineIOUring
+				r.workers = append(r.workers, w)
+				continue
+			}
+			if engine == EngineIOUring {
+				r.Close()
+				return nil, fmt.Errorf("media: io_uring engine: %w", err)
+			}
+			r.log.Info("media relay: io_uring unavailable, using epoll", "err", err)
+			engine = EngineEpoll
+		}
 		w, err := newWorker(r)
 		if err != nil {
 			r.Close()
@@ -134,8 +160,18 @@ func NewRelay(cfg Config) (*Relay, error) {
 		r.workers = append(r.workers, w)
 		go w.run()
 	}
+	r.engine = engine
 	return r, nil
 }
+
+// Engines of Config.Engine.
+const (
+	EngineIOUring = "io_uring"
+	EngineEpoll   = "epoll"
+)
+
+// Engine reports the engine the workers use.
+func (r *Relay) Engine() string { return r.engine }
 
 // now returns the packet clock: nanoseconds since the relay started.
 func (r *Relay) now() int64 { return int64(time.Since(r.epoch)) }
@@ -192,7 +228,7 @@ func (r *Relay) forget(c *Call) {
 	r.mu.Unlock()
 }
 
-func (r *Relay) pickWorker() *worker {
+func (r *Relay) pickWorker() engine {
 	return r.workers[int(r.next.Add(1))%len(r.workers)]
 }
 

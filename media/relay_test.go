@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -553,4 +554,40 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 	if st := c.Stats(); st.A.PacketsIn != runs+1 || st.B.PacketsIn != runs+1 || st.B.PacketsOut != runs+1 {
 		t.Errorf("not all relayed: %+v", st)
 	}
+}
+
+// TestCallsReleaseEverything sets up, uses and closes calls repeatedly:
+// every port pair and descriptor comes back.
+func TestCallsReleaseEverything(t *testing.T) {
+	r := testRelay(t, nil)
+	free := r.FreePorts()
+	pbx, teams := newPeer(t), newPeer(t)
+	fds := openFDs(t)
+	for round := 0; round < 3; round++ {
+		var calls []*Call
+		for i := 0; i < 10; i++ {
+			c := r.NewCall(fmt.Sprintf("c%d-%d", round, i))
+			calls = append(calls, c)
+			toA, _ := setupCall(t, c, pbx, teams)
+			pbx.send(toA, pbx.packet(0))
+			teams.mustRecv(pbx.seq, 0)
+		}
+		for _, c := range calls {
+			c.Close()
+		}
+		eventually(t, "ports back", func() bool { return r.FreePorts() == free })
+	}
+	eventually(t, "descriptors closed", func() bool { return openFDs(t) <= fds })
+	if r.ActiveCalls() != 0 {
+		t.Errorf("%d calls still active", r.ActiveCalls())
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	return len(ents)
 }

@@ -160,9 +160,9 @@ type txBatch struct {
 	n    int
 }
 
-// add queues p for dst on fd, flushing first when the batch is full or
+// queue queues p for dst on fd, flushing first when the batch is full or
 // for another socket. p must stay untouched until the flush.
-func (b *txBatch) add(fd int, p []byte, dst *sockaddr, l *leg, rtcp bool) {
+func (b *txBatch) queue(fd int, p []byte, dst *sockaddr, l *leg, _ *Call, rtcp bool) {
 	if b.n > 0 && (b.fd != fd || b.n == batchMax) {
 		b.flush()
 	}

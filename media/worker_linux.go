@@ -5,10 +5,9 @@ package media
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
-	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,8 +17,33 @@ type socket struct {
 	port int
 	call *Call
 	leg  *leg
-	rtcp bool // the separate RTCP socket (port+1) rather than the RTP one
-	last bool // closing it releases the leg's port pair
+	rtcp bool      // the separate RTCP socket (port+1) rather than the RTP one
+	hold *portHold // the leg's port pair, released when its last socket is closed
+
+	closing bool // io_uring engine: removal under way (owned by the worker)
+}
+
+// portHold counts the open sockets of a leg's port pair.
+type portHold struct {
+	port int // even
+	refs atomic.Int32
+}
+
+// closed closes the socket's descriptor and, with the last socket of the
+// pair, returns the ports to the pool. Only the owning worker calls it.
+func (s *socket) closed(r *Relay) {
+	unix.Close(s.fd)
+	if s.hold != nil && s.hold.refs.Add(-1) == 0 {
+		r.ports.release(s.hold.port)
+	}
+}
+
+// engine is a packet-forwarding worker: it owns the sockets of its calls
+// and, on its own goroutine, relays what arrives on them.
+type engine interface {
+	add(s *socket) error // start receiving on s
+	remove(s *socket)    // stop, and close s once nothing refers to it
+	stop()
 }
 
 // wakeID marks the worker's eventfd in epoll events; sockets carry their
@@ -30,9 +54,11 @@ const wakeID = -1
 // UDP stays below the path MTU, so this is generous.
 const bufSize = 4096
 
-// worker forwards the packets of its calls. One goroutine runs the loop;
-// everything below the mutex-protected hand-off fields is owned by it and
-// reused for every packet, so the hot path does not allocate.
+// worker is the epoll engine: it waits for its sockets with epoll and
+// moves datagrams with recvmmsg/sendmmsg, batched per socket. One
+// goroutine runs the loop; everything below the mutex-protected hand-off
+// fields is owned by it and reused for every packet, so the hot path does
+// not allocate.
 type worker struct {
 	r    *Relay
 	epfd int
@@ -45,13 +71,10 @@ type worker struct {
 	closing  []*socket // sockets to close, in order, by the worker
 	stopping bool
 
-	events  []unix.EpollEvent
-	rx      rxBatch
-	tx      txBatch
-	plain   [batchMax][]byte // decrypted packet i of rx
-	out     [batchMax][]byte // encrypted packet i of rx
-	hdr     rtp.Header
-	rtcpHdr rtcp.Header
+	events []unix.EpollEvent
+	rx     rxBatch
+	tx     txBatch
+	scratch
 }
 
 func newWorker(r *Relay) (*worker, error) {
@@ -91,10 +114,7 @@ func newWorker(r *Relay) (*worker, error) {
 		events: make([]unix.EpollEvent, 256),
 	}
 	w.rx.init()
-	for i := range w.plain {
-		w.plain[i] = make([]byte, bufSize+64)
-		w.out[i] = make([]byte, bufSize+64)
-	}
+	w.scratch = newScratch(&w.tx)
 	return w, nil
 }
 
@@ -144,10 +164,7 @@ func (w *worker) service() bool {
 	w.closing = nil
 	w.mu.Unlock()
 	for _, s := range list {
-		unix.Close(s.fd)
-		if s.last {
-			w.r.ports.release(s.port &^ 1)
-		}
+		s.closed(w.r)
 	}
 	return stop
 }
@@ -213,7 +230,7 @@ func (w *worker) process(s *socket, n int) {
 				s.leg.st.malformed++
 				continue
 			}
-			c.handle(w, s, i, w.rx.packet(i), now)
+			c.handle(&w.scratch, s, i, w.rx.packet(i), &w.rx.from[i], now)
 		}
 		w.tx.flush()
 	}

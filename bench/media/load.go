@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pion/rtp"
@@ -29,7 +28,7 @@ import (
 // stream B→A leaves the Teams socket as SRTP under the generator's key and
 // must arrive at the PBX socket as plain RTP.
 //
-// Payload: send time (ns since the generator's epoch), call index, packet
+// Payload: send time (wall clock ns), call index, packet
 // counter, then a pattern derived from the sequence number, so that the
 // receiver can check every packet is intact and measure its latency.
 const (
@@ -63,17 +62,21 @@ type stream struct {
 }
 
 type receiverStats struct {
-	received, inWindow, corrupt, authFail, stray uint64
-	hist                                         [nBuckets]uint64
+	received, inWindow, corrupt, authFail, stray, noStamp uint64
+	hist                                                  [nBuckets]uint64
 }
 
 type load struct {
-	calls   int
-	tick    time.Duration
-	epoch   time.Time
-	streams []stream
-	pbx     *net.UDPConn // leg A side of every call
-	teams   *net.UDPConn // leg B side of every call
+	calls    int
+	tick     time.Duration
+	streams  []stream
+	pbx      *net.UDPConn // leg A side of every call
+	teams    *net.UDPConn // leg B side of every call
+	pbxFD    int
+	teamsFD  int
+	rxb      [2]*batch
+	plainBuf []byte
+	hdr      rtp.Header
 
 	winStart, winEnd atomic.Int64
 	stop             atomic.Bool
@@ -81,10 +84,12 @@ type load struct {
 	rx               [2]*receiverStats
 }
 
-func (l *load) now() int64 { return int64(time.Since(l.epoch)) }
+// now is the wall clock in ns, the clock of the kernel's receive
+// timestamps.
+func (l *load) now() int64 { return time.Now().UnixNano() }
 
 func newLoad(calls int, tick time.Duration) (*load, error) {
-	l := &load{calls: calls, tick: tick, epoch: time.Now(), streams: make([]stream, 2*calls)}
+	l := &load{calls: calls, tick: tick, streams: make([]stream, 2*calls), plainBuf: make([]byte, 2048)}
 	var err error
 	if l.pbx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 		return nil, err
@@ -92,8 +97,16 @@ func newLoad(calls int, tick time.Duration) (*load, error) {
 	if l.teams, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 		return nil, err
 	}
-	bigBuffers(l.pbx, 32<<20)
-	bigBuffers(l.teams, 32<<20)
+	if l.pbxFD, err = prepare(l.pbx, 32<<20); err != nil {
+		return nil, err
+	}
+	if l.teamsFD, err = prepare(l.teams, 32<<20); err != nil {
+		return nil, err
+	}
+	for d := range l.rx {
+		l.rx[d] = &receiverStats{}
+		l.rxb[d] = newBatch(256, 2048, true)
+	}
 	for i := range l.streams {
 		s := &l.streams[i]
 		s.call, s.dir, s.ssrc = i/2, i%2, ssrcBase+uint32(i)
@@ -217,27 +230,29 @@ func (l *load) setupCall(ctx context.Context, cl *ng.Client, fl relayFlavour, pr
 	return nil
 }
 
-// send paces every stream at one packet per 20 ms, spreading the streams
-// evenly over the period in ticks, until stop is set.
-func (l *load) send() error {
+// run paces every stream at one packet per 20 ms, spreading the streams
+// evenly over the period in ticks, and after each tick drains both
+// sockets, until stop is set. One goroutine does everything: latency comes
+// from the kernel's receive timestamps, not from when the generator gets
+// round to reading, so it need not wake for every packet (on this kind of
+// VM each wake-up and system call costs microseconds).
+func (l *load) run() error {
 	perPeriod := int(period / l.tick)
 	lists := make([][]int32, perPeriod)
 	for i := range l.streams {
 		k := i % perPeriod
 		lists[k] = append(lists[k], int32(i))
 	}
-	rcA, _ := l.pbx.SyscallConn()
-	rcB, _ := l.teams.SyscallConn()
-	const batchSize = 32
-	bA, bB := newBatch(batchSize, 256), newBatch(batchSize, 256)
+	const batchSize = 64
+	bA, bB := newBatch(batchSize, 256, false), newBatch(batchSize, 256, false)
 	nA, nB := 0, 0
 	plain := make([]byte, 12+payloadSize)
 	var hdr rtp.Header
-	flush := func(rc syscall.RawConn, b *batch, n *int) error {
+	flush := func(fd int, b *batch, n *int) error {
 		if *n == 0 {
 			return nil
 		}
-		err := sendAll(rc, b, *n)
+		err := sendAll(fd, b, *n)
 		*n = 0
 		return err
 	}
@@ -285,94 +300,104 @@ func (l *load) send() error {
 			b.set(slot, size, &s.to)
 			if s.dir == 0 {
 				if nA++; nA == batchSize {
-					if err := flush(rcA, bA, &nA); err != nil {
+					if err := flush(l.pbxFD, bA, &nA); err != nil {
 						return err
 					}
 				}
 			} else {
 				if nB++; nB == batchSize {
-					if err := flush(rcB, bB, &nB); err != nil {
+					if err := flush(l.teamsFD, bB, &nB); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		if err := flush(rcA, bA, &nA); err != nil {
+		if err := flush(l.pbxFD, bA, &nA); err != nil {
 			return err
 		}
-		if err := flush(rcB, bB, &nB); err != nil {
+		if err := flush(l.teamsFD, bB, &nB); err != nil {
 			return err
 		}
+		l.drain(0)
+		l.drain(1)
 	}
 	return nil
 }
 
-// receive reads the streams arriving on one socket until it is closed:
-// dir 0 (A→B, SRTP) on the Teams socket, dir 1 (B→A, plain) on the PBX one.
-func (l *load) receive(dir int) {
-	conn := l.teams
+// drain reads every datagram queued on one socket: dir 0 (A→B, SRTP)
+// arrives on the Teams socket, dir 1 (B→A, plain) on the PBX one.
+func (l *load) drain(dir int) {
+	fd := l.teamsFD
 	if dir == 1 {
-		conn = l.pbx
+		fd = l.pbxFD
 	}
-	st := &receiverStats{}
-	l.rx[dir] = st
-	rc, _ := conn.SyscallConn()
-	b := newBatch(64, 2048)
-	plainBuf := make([]byte, 2048)
-	var hdr rtp.Header
+	st := l.rx[dir]
+	b := l.rxb[dir]
+	ws, we := l.winStart.Load(), l.winEnd.Load()
 	for {
-		n, err := recvSome(rc, b)
-		if err != nil {
+		n := recvNow(fd, b)
+		if n <= 0 {
 			return
 		}
-		now := l.now()
-		ws, we := l.winStart.Load(), l.winEnd.Load()
 		for i := 0; i < n; i++ {
-			pkt := b.bufs[i][:b.hdrs[i].Len]
-			if len(pkt) < 12 {
-				st.corrupt++
-				continue
-			}
-			idx := binary.BigEndian.Uint32(pkt[8:]) - ssrcBase
-			if int(idx) >= len(l.streams) || l.streams[idx].dir != dir {
-				st.stray++
-				continue
-			}
-			s := &l.streams[idx]
-			if dir == 0 {
-				out, err := s.dec.DecryptRTP(plainBuf[:0], pkt, &hdr)
-				if err != nil {
-					st.authFail++
-					continue
-				}
-				pkt = out
-			}
-			if len(pkt) != 12+payloadSize || pkt[1]&0x7f != 0 {
-				st.corrupt++
-				continue
-			}
-			seq := binary.BigEndian.Uint16(pkt[2:])
-			p := pkt[12:]
-			start := (int(seq)*7 + 16) & 255
-			if int(binary.BigEndian.Uint32(p[8:])) != s.call || !bytes.Equal(p[16:], pattern[start:start+payloadSize-16]) {
-				st.corrupt++
-				continue
-			}
-			st.received++
-			s.recv.Add(1)
-			sent := int64(binary.BigEndian.Uint64(p))
-			if sent >= ws && sent < we {
-				st.inWindow++
-				bk := (now - sent) / int64(bucketWidth)
-				if bk >= nBuckets {
-					bk = nBuckets - 1
-				}
-				if bk < 0 {
-					bk = 0
-				}
-				st.hist[bk]++
-			}
+			l.check(dir, st, b.bufs[i][:b.hdrs[i].Len], b.rxTime(i), ws, we)
 		}
+		if n < len(b.hdrs) {
+			return
+		}
+	}
+}
+
+// check verifies one received packet and records its latency: from the
+// generator's send timestamp in the payload to the kernel's receive
+// timestamp (taken when the relay's send reached the generator's socket).
+func (l *load) check(dir int, st *receiverStats, pkt []byte, rxTime, ws, we int64) {
+	if len(pkt) < 12 {
+		st.corrupt++
+		return
+	}
+	idx := binary.BigEndian.Uint32(pkt[8:]) - ssrcBase
+	if int(idx) >= len(l.streams) || l.streams[idx].dir != dir {
+		st.stray++
+		return
+	}
+	s := &l.streams[idx]
+	if dir == 0 {
+		out, err := s.dec.DecryptRTP(l.plainBuf[:0], pkt, &l.hdr)
+		if err != nil {
+			st.authFail++
+			return
+		}
+		pkt = out
+	}
+	if len(pkt) != 12+payloadSize || pkt[1]&0x7f != 0 {
+		st.corrupt++
+		return
+	}
+	seq := binary.BigEndian.Uint16(pkt[2:])
+	p := pkt[12:]
+	start := (int(seq)*7 + 16) & 255
+	if int(binary.BigEndian.Uint32(p[8:])) != s.call || !bytes.Equal(p[16:], pattern[start:start+payloadSize-16]) {
+		st.corrupt++
+		return
+	}
+	st.received++
+	s.recv.Add(1)
+	sent := int64(binary.BigEndian.Uint64(p))
+	if sent >= ws && sent < we {
+		st.inWindow++
+		if rxTime == 0 {
+			rxTime = l.now() // no kernel timestamp: fall back to now
+			st.noStamp++
+		}
+		bk := (rxTime - sent) / int64(bucketWidth)
+		if bk >= nBuckets {
+			bk = nBuckets - 1
+		}
+		if bk < 0 {
+			bk = 0
+		}
+		st.hist[bk]++
 	}
 }
 
@@ -404,7 +429,7 @@ func (l *load) percentile(p float64) float64 {
 	return float64(nBuckets*bucketWidth) / float64(time.Millisecond)
 }
 
-func (l *load) totals() (sent, received, corrupt, authFail, stray, inWindow uint64) {
+func (l *load) totals() (sent, received, corrupt, authFail, stray, inWindow, noStamp uint64) {
 	for i := range l.streams {
 		sent += l.streams[i].sent.Load()
 	}
@@ -415,6 +440,7 @@ func (l *load) totals() (sent, received, corrupt, authFail, stray, inWindow uint
 			authFail += st.authFail
 			stray += st.stray
 			inWindow += st.inWindow
+			noStamp += st.noStamp
 		}
 	}
 	return

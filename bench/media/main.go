@@ -25,10 +25,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -36,15 +36,17 @@ import (
 )
 
 type options struct {
-	calls      int
-	duration   time.Duration
-	warmup     time.Duration
-	runs       int
-	tick       time.Duration
-	cpu        string
-	rteThreads int
-	only       string
-	workers    int
+	calls        int
+	duration     time.Duration
+	warmup       time.Duration
+	runs         int
+	tick         time.Duration
+	cpu          string
+	rteThreads   int
+	only         string
+	workers      int
+	engine       string
+	relayProfile string
 }
 
 type result struct {
@@ -98,11 +100,21 @@ func main() {
 	flag.IntVar(&o.rteThreads, "rtpengine-threads", envInt("RTPENGINE_THREADS", 0), "rtpengine --num-threads (0: its default)")
 	flag.StringVar(&o.only, "only", "", "run only this relay: pbx2teams or rtpengine")
 	flag.IntVar(&o.workers, "workers", 0, "pbx2teams relay workers (0: GOMAXPROCS of the pinned process)")
+	flag.StringVar(&o.engine, "engine", os.Getenv("ENGINE"), "pbx2teams relay engine: io_uring or epoll (env ENGINE; default: io_uring where available)")
+	flag.StringVar(&o.relayProfile, "relay-cpuprofile", "", "write the pbx2teams relay's CPU profile to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write the generator's CPU profile to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if o.cpu == "" && runtime.NumCPU() > 1 {
 		o.cpu = strconv.Itoa(runtime.NumCPU() - 1)
 	}
 	if err := run(o); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "mediabench:", err)
 		os.Exit(1)
 	}
@@ -220,7 +232,10 @@ func startOurs(o options) (*relayProc, error) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"relay", "-ng", addr, "-port-min", "20000", "-port-max", strconv.Itoa(20000 + 4*o.calls + 199),
-		"-workers", strconv.Itoa(o.workers)}
+		"-workers", strconv.Itoa(o.workers), "-engine", o.engine}
+	if o.relayProfile != "" {
+		args = append(args, "-cpuprofile", o.relayProfile)
+	}
 	name := exe
 	if o.cpu != "" {
 		args = append([]string{"-c", o.cpu, exe}, args...)
@@ -319,13 +334,8 @@ func runOnce(name string, o options) (result, error) {
 	}
 	res.setup = time.Since(t0)
 
-	var wg sync.WaitGroup
-	for dir := 0; dir < 2; dir++ {
-		wg.Add(1)
-		go func(d int) { defer wg.Done(); l.receive(d) }(dir)
-	}
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- l.send() }()
+	go func() { sendErr <- l.run() }()
 
 	time.Sleep(o.warmup)
 	cpu0, err := procCPU(p.pid)
@@ -349,20 +359,24 @@ func runOnce(name string, o options) (result, error) {
 		return res, fmt.Errorf("sender: %v", err)
 	}
 	time.Sleep(time.Second) // let the last packets arrive
+	l.drain(0)
+	l.drain(1)
 	if name == "pbx2teams" {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if st, err := cl.Command(sctx, ng.Dict{"command": "statistics"}); err == nil {
-			res.extra = fmt.Sprintf(" relay_counters(in=%v out=%v lost=%v dropped=%v)", st["packets-in"], st["packets-out"], st["lost"], st["dropped"])
+			res.extra = fmt.Sprintf(" engine=%v relay_counters(in=%v out=%v lost=%v dropped=%v)", st["engine"], st["packets-in"], st["packets-out"], st["lost"], st["dropped"])
 		}
 		scancel()
 	}
 	l.close()
-	wg.Wait()
 
-	sent, recv, corrupt, authFail, stray, inWindow := l.totals()
+	sent, recv, corrupt, authFail, stray, inWindow, noStamp := l.totals()
 	res.sent, res.recv = sent, recv
 	if corrupt+authFail+stray > 0 {
 		res.extra += fmt.Sprintf(" corrupt=%d auth_fail=%d stray=%d", corrupt, authFail, stray)
+	}
+	if noStamp > 0 {
+		res.extra += fmt.Sprintf(" without_kernel_timestamp=%d", noStamp)
 	}
 	if sent > 0 {
 		lost := int64(sent) - int64(recv)

@@ -3,24 +3,27 @@ package main
 import (
 	"net"
 	"net/netip"
-	"syscall"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // batch is a set of datagram buffers for sendmmsg/recvmmsg: the load
-// generator moves 100,000+ packets a second on one core, so it batches
-// its system calls (the relays under test do not get that luxury: each
-// call has its own sockets).
+// generator moves 100,000+ packets a second each way on one core, so it
+// batches its system calls (the relays under test cannot: each call has
+// its own sockets).
 type batch struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	bufs  [][]byte
 	addrs []unix.RawSockaddrInet4
+	ctrl  [][]byte // receive: room for an SCM_TIMESTAMPNS message
 }
 
-func newBatch(n, size int) *batch {
+var ctrlSize = unix.CmsgSpace(16)
+
+func newBatch(n, size int, control bool) *batch {
 	b := &batch{hdrs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), bufs: make([][]byte, n),
 		addrs: make([]unix.RawSockaddrInet4, n)}
 	for i := range b.bufs {
@@ -30,10 +33,16 @@ func newBatch(n, size int) *batch {
 		b.hdrs[i].Hdr.Iov = &b.iovs[i]
 		b.hdrs[i].Hdr.Iovlen = 1
 	}
+	if control {
+		b.ctrl = make([][]byte, n)
+		for i := range b.ctrl {
+			b.ctrl[i] = make([]byte, ctrlSize)
+		}
+	}
 	return b
 }
 
-// setLen sets the length of datagram i to send and its destination.
+// set sets the length of datagram i to send and its destination.
 func (b *batch) set(i, n int, to *unix.RawSockaddrInet4) {
 	b.iovs[i].SetLen(n)
 	b.addrs[i] = *to
@@ -41,14 +50,34 @@ func (b *batch) set(i, n int, to *unix.RawSockaddrInet4) {
 	b.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
 }
 
-// resetRecv prepares every slot for receiving a full-size datagram.
+// resetRecv prepares every slot for receiving a full-size datagram with
+// its timestamp.
 func (b *batch) resetRecv() {
 	for i := range b.hdrs {
 		b.iovs[i].SetLen(len(b.bufs[i]))
 		b.hdrs[i].Hdr.Name = nil
 		b.hdrs[i].Hdr.Namelen = 0
 		b.hdrs[i].Len = 0
+		if b.ctrl != nil {
+			b.hdrs[i].Hdr.Control = &b.ctrl[i][0]
+			b.hdrs[i].Hdr.SetControllen(ctrlSize)
+		}
 	}
+}
+
+// rxTime is the kernel's receive timestamp of datagram i (wall clock ns),
+// or 0 when there is none.
+func (b *batch) rxTime(i int) int64 {
+	n := int(b.hdrs[i].Hdr.Controllen)
+	if b.ctrl == nil || n < unix.CmsgSpace(16) {
+		return 0
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b.ctrl[i][0]))
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SO_TIMESTAMPNS {
+		return 0
+	}
+	ts := (*unix.Timespec)(unsafe.Pointer(&b.ctrl[i][unix.CmsgLen(0)]))
+	return ts.Nano()
 }
 
 func rawAddr(ap netip.AddrPort) unix.RawSockaddrInet4 {
@@ -60,68 +89,59 @@ func rawAddr(ap netip.AddrPort) unix.RawSockaddrInet4 {
 	return sa
 }
 
-// sendAll writes datagrams [0,n) of b on conn with sendmmsg.
-func sendAll(rc syscall.RawConn, b *batch, n int) error {
+// prepare gives a generator socket large buffers (forced when running as
+// root: bursts of a thousand calls' packets must not overflow them) and
+// kernel receive timestamps, and returns its descriptor for direct
+// non-blocking system calls. The *net.UDPConn keeps it open.
+func prepare(c *net.UDPConn, size int) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var fd int
+	var serr error
+	err = rc.Control(func(f uintptr) {
+		fd = int(f)
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+		}
+		serr = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	})
+	if err != nil {
+		return -1, err
+	}
+	return fd, serr
+}
+
+// sendAll writes datagrams [0,n) of b on fd with sendmmsg.
+func sendAll(fd int, b *batch, n int) error {
 	off := 0
 	for off < n {
-		var sent int
-		var errno unix.Errno
-		err := rc.Write(func(fd uintptr) bool {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[off])), uintptr(n-off), 0, 0, 0)
-			if e == unix.EAGAIN {
-				return false
-			}
-			sent, errno = int(r), e
-			return true
-		})
-		if err != nil {
-			return err
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.hdrs[off])), uintptr(n-off), 0, 0, 0)
+		switch {
+		case e == unix.EAGAIN || e == unix.EINTR:
+			runtime.Gosched()
+			continue
+		case e != 0:
+			return e
 		}
-		if errno != 0 {
-			return errno
-		}
-		off += sent
+		off += int(r)
 	}
 	return nil
 }
 
-// recvSome waits for datagrams and reads up to len(b.hdrs) of them.
-func recvSome(rc syscall.RawConn, b *batch) (int, error) {
+// recvNow reads the datagrams queued on fd, up to len(b.hdrs), without
+// waiting; 0 when there are none.
+func recvNow(fd int, b *batch) int {
 	b.resetRecv()
-	var n int
-	var errno unix.Errno
-	err := rc.Read(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EAGAIN {
-			return false
-		}
-		n, errno = int(r), e
-		return true
-	})
-	if err != nil {
-		return 0, err
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0
 	}
-	if errno != 0 {
-		return 0, errno
-	}
-	return n, nil
-}
-
-// bigBuffers asks for large socket buffers (forced when running as root):
-// bursts of a thousand calls' packets must not overflow them.
-func bigBuffers(c *net.UDPConn, size int) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
-		}
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
-		}
-	})
+	return int(r)
 }
 
 func netListenUDP() (*net.UDPConn, error) {

@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
 
 	"github.com/pbx2teams/pbx2teams/media"
 	"github.com/pbx2teams/pbx2teams/media/ng"
@@ -22,11 +25,25 @@ func relayMain(args []string) error {
 	pmin := fs.Int("port-min", 20000, "lowest media port")
 	pmax := fs.Int("port-max", 29999, "highest media port")
 	workers := fs.Int("workers", 0, "packet workers (0: GOMAXPROCS)")
+	engine := fs.String("engine", "", "relay engine: io_uring, epoll or empty for automatic")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the relay to this file (stopped by SIGTERM)")
 	_ = fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		go func() { <-sig; pprof.StopCPUProfile(); f.Close(); os.Exit(0) }()
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := media.NewRelay(media.Config{
-		BindIP: netip.MustParseAddr(*bind), PortMin: *pmin, PortMax: *pmax, Workers: *workers, Logger: log,
+		BindIP: netip.MustParseAddr(*bind), PortMin: *pmin, PortMax: *pmax, Workers: *workers, Engine: *engine, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -83,7 +100,7 @@ func relayMain(args []string) error {
 					dropped += int64(l.AuthFailures + l.Replays + l.Foreign + l.Malformed + l.SendErrors)
 				}
 			}
-			return ng.Dict{"result": "ok", "packets-in": in, "packets-out": out, "lost": lost, "dropped": dropped}
+			return ng.Dict{"result": "ok", "packets-in": in, "packets-out": out, "lost": lost, "dropped": dropped, "engine": r.Engine()}
 		}
 		return ng.Dict{"result": "error", "error-reason": "unsupported command"}
 	})
