@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/dirsync"
+	"github.com/pbx2teams/pbx2teams/m365"
+	"github.com/pbx2teams/pbx2teams/msim"
 	"github.com/pbx2teams/pbx2teams/secrets"
 	"github.com/pbx2teams/pbx2teams/sqlite"
 	"github.com/pbx2teams/pbx2teams/sqlstore"
@@ -50,9 +53,21 @@ type env struct {
 	srv    *httptest.Server
 	logs   *syncBuffer
 	ctx    context.Context
+	// sim is the Microsoft 365 simulator on loopback and eng the sync
+	// engine using it (nil with newEnvNoSync).
+	sim *msim.Sim
+	eng *dirsync.Engine
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+// newEnv starts the API with a sync engine against the Microsoft 365
+// simulator.
+func newEnv(t *testing.T, opts Options) *env { return newEnvWith(t, opts, true) }
+
+// newEnvNoSync starts the API without a sync engine (Microsoft 365 not
+// configured on the node).
+func newEnvNoSync(t *testing.T, opts Options) *env { return newEnvWith(t, opts, false) }
+
+func newEnvWith(t *testing.T, opts Options, withSync bool) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, dbPath: filepath.Join(dir, "pbx2teams.db"), logs: &syncBuffer{}}
@@ -79,14 +94,47 @@ func newEnv(t *testing.T, opts Options) *env {
 	if opts.RateLimit == 0 {
 		opts.RateLimit = -1 // tests make many quick requests; TestRateLimit turns it on
 	}
+	if withSync {
+		if e.sim, err = msim.NewSandbox(msim.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		simSrv := httptest.NewServer(e.sim.Handler())
+		t.Cleanup(simSrv.Close)
+		quiet := slog.New(slog.DiscardHandler)
+		cfg := func(id, secret string) m365.Config {
+			return m365.Config{ClientID: id, ClientSecret: secret, LoginURL: simSrv.URL, GraphURL: simSrv.URL, Logger: quiet,
+				Retry: m365.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
+					MaxWait: 5 * time.Second, AttemptTimeout: 5 * time.Second}}
+		}
+		e.eng = dirsync.New(dirsync.Config{Service: e.svc,
+			Sync:     m365.New(cfg(msim.SandboxSyncClientID, msim.SandboxSyncClientSecret)),
+			PhoneApp: m365.New(cfg(msim.SandboxPhoneAppClientID, msim.SandboxPhoneAppClientSecret)),
+			Facts:    e.sim, PublicURL: "https://portal.example", PhoneAppDomain: "phoneapp.pbx2teams.example", Log: quiet})
+		opts.Sync = e.eng
+	}
 	mux := http.NewServeMux()
 	mux.Handle(Prefix+"/", New(e.svc, opts))
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		e.srv.Close()
+		if e.eng != nil {
+			e.eng.Wait() // background syncs end before the store closes
+		}
 		st.Close()
 	})
 	return e
+}
+
+// connectM365 connects a customer to the simulator's sandbox tenant, as
+// the consent flow would.
+func (e *env) connectM365(accountID string) {
+	e.t.Helper()
+	if err := e.sim.GrantConsent(msim.SandboxTenantID, msim.SandboxSyncClientID); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.svc.ConnectTenant(e.ctx, pbx2teams.System, accountID, msim.SandboxTenantID, "Contoso"); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // client calls the API with an API key or a portal session.
@@ -191,8 +239,9 @@ type fixture struct {
 	operator             *pbx2teams.Principal
 	partnerA, a1         *pbx2teams.Account
 	partnerB, b1         *pbx2teams.Account
-	alice, bob, room     *pbx2teams.User // users of A1
-	bertha               *pbx2teams.User // a user of B1
+	alice, bob, room     *pbx2teams.User    // users of A1
+	bertha               *pbx2teams.User    // a user of B1
+	job                  *pbx2teams.SyncJob // a finished sync job of A1
 	opKey                *client
 	partnerAKey, a1Key   *client
 	partnerBKey, b1Key   *client
@@ -240,6 +289,17 @@ func newFixture(t *testing.T) *fixture {
 	f.bob = f.dirUser(f.a1, "bob@a1.example", "Bob Baker", pbx2teams.KindPerson)
 	f.room = f.dirUser(f.a1, "boardroom@a1.example", "Board Room", pbx2teams.KindMeetingRoom)
 	f.bertha = f.dirUser(f.b1, "bertha@b1.example", "Bertha Brown", pbx2teams.KindPerson)
+	// A1 is connected to the simulator's tenant and has a finished job in
+	// its history (recorded without running, so that the users above stay
+	// as they are until a test runs a real sync).
+	f.connectM365(f.a1.ID)
+	if f.job, err = f.svc.StartSyncJob(ctx, op, f.a1.ID, pbx2teams.SyncModeFull, "manual", false); err != nil {
+		t.Fatal(err)
+	}
+	f.job.Log = "fixture job\n"
+	if err := f.svc.FinishSyncJob(ctx, f.job); err != nil {
+		t.Fatal(err)
+	}
 
 	f.opKey = f.key(op.AccountID, "")
 	f.partnerAKey = f.key(f.partnerA.ID, "")
@@ -338,6 +398,10 @@ func (f *fixture) snapshot() string {
 		for _, u := range page.Users {
 			fmt.Fprintf(&b, "password %s: %x\n", u.ID, u.PasswordEnc)
 		}
+	}
+	for _, id := range []string{f.a1.ID, f.b1.ID} {
+		jobs, err := f.svc.SyncJobs(ctx, sys, id, 200)
+		add("sync jobs "+id, jobs, err)
 	}
 	audit, err := f.store.Audit(ctx, "/", 0, 10000)
 	add("audit", audit, err)

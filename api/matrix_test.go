@@ -63,6 +63,15 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/accounts/{id}/apikeys":          {legitStatus: 200},
 	"POST /api/v1/accounts/{id}/apikeys":         {legitStatus: 201, body: jsonBody(m{"name": "matrix key"})},
 	"DELETE /api/v1/accounts/{id}/apikeys/{kid}": {legitStatus: 204},
+
+	"GET /api/v1/accounts/{id}/users/{uid}/readiness": {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/teams/readiness":       {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/teams/groups":          {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/teams/phone-app.zip":   {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/teams/sync/status":     {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/teams/sync/jobs":       {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/teams/sync/jobs/{job}": {legitStatus: 200},
+	"POST /api/v1/accounts/{id}/teams/sync":           {legitStatus: 202, body: jsonBody(m{"full": true})},
 }
 
 // TestPermissionMatrix calls every endpoint, driven by the route table:
@@ -89,10 +98,10 @@ func TestPermissionMatrix(t *testing.T) {
 	paViewer := f.key(f.partnerA.ID, pbx2teams.RoleViewer)
 	paViewerSess := f.session(f.partnerA.ID, "viewer@alpha.example", pbx2teams.RoleViewer)
 	// Secrets of A that must not show up in a refused response.
-	leaks := []string{f.partnerA.ID, f.a1.ID, f.partnerA.Name, f.a1.Name, f.alice.UPN, victims[f.a1.ID]}
+	leaks := []string{f.partnerA.ID, f.a1.ID, f.partnerA.Name, f.a1.Name, f.alice.UPN, victims[f.a1.ID], f.job.ID}
 
 	fill := func(path, accountID, userID, keyID string) string {
-		return strings.NewReplacer("{id}", accountID, "{uid}", userID, "{sku}", string(pbx2teams.SKUPBXUser), "{kid}", keyID).Replace(path)
+		return strings.NewReplacer("{id}", accountID, "{uid}", userID, "{sku}", string(pbx2teams.SKUPBXUser), "{kid}", keyID, "{job}", f.job.ID).Replace(path)
 	}
 	n, refused := 0, 0
 	send := func(c *client, rt route, path, parentID string) response {
@@ -153,8 +162,9 @@ func TestPermissionMatrix(t *testing.T) {
 				for _, target := range []string{f.partnerA.ID, f.a1.ID} {
 					attempts = append(attempts, attempt{path: fill(rt.path, target, f.alice.ID, victims[target])})
 				}
-				// A's user or key reached through the outsider's own account.
-				if strings.Contains(rt.path, "{uid}") || strings.Contains(rt.path, "{kid}") {
+				// A's user, key or sync job reached through the outsider's
+				// own account.
+				if strings.Contains(rt.path, "{uid}") || strings.Contains(rt.path, "{kid}") || strings.Contains(rt.path, "{job}") {
 					attempts = append(attempts, attempt{path: fill(rt.path, own, f.alice.ID, victims[f.a1.ID])})
 				}
 			}
@@ -215,6 +225,13 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 	// The legitimate writes did change things (so the refusals above were
 	// refusals and not no-ops).
+	f.eng.Wait()
+	jobs, err := f.svc.SyncJobs(ctx, pbx2teams.System, f.a1.ID, 10)
+	// (It ran in groups mode, as the PATCH above turned Large Tenant Mode
+	// on; with no group chosen it failed, saying so.)
+	if err != nil || len(jobs) != 2 || jobs[0].ID == f.job.ID || jobs[0].FinishedAt == nil || jobs[0].Mode != pbx2teams.SyncModeGroups {
+		t.Errorf("the admin's sync did not run: %v %+v", err, jobs)
+	}
 	if u := f.user(f.bob.ID); u.SIPUsername != "1002" {
 		t.Errorf("bob was not imported: %+v", u)
 	}

@@ -58,7 +58,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		// The operation is really served: without credentials it is
 		// refused by authentication (401), not by routing (404/405).
 		method, path, _ := strings.Cut(k, " ")
-		path = strings.NewReplacer("{id}", "acc_x", "{uid}", "usr_x", "{sku}", "pbx-user", "{kid}", "key_x").Replace(path)
+		path = strings.NewReplacer("{id}", "acc_x", "{uid}", "usr_x", "{sku}", "pbx-user", "{kid}", "key_x", "{job}", "job_x").Replace(path)
 		r := (&client{e: e, name: "anonymous"}).raw(method, path, "", nil)
 		want := 401
 		if rt.public {
@@ -158,6 +158,15 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"APIKeyList":           apiKeyList{},
 		"CreateAPIKeyRequest":  createAPIKeyRequest{},
 		"CreateAPIKeyResponse": createAPIKeyResponse{},
+		"SyncCounts":           pbx2teams.SyncCounts{},
+		"SyncJob":              pbx2teams.SyncJob{},
+		"SyncJobList":          syncJobList{},
+		"SyncStatus":           syncStatusResponse{},
+		"SyncStartRequest":     syncStartRequest{},
+		"GroupList":            groupList{},
+		"Check":                pbx2teams.Check{},
+		"Readiness":            pbx2teams.Readiness{},
+		"UserReadiness":        userReadinessResponse{},
 	}
 	sch := schemas()
 	for name, s := range sch {
