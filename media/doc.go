@@ -29,7 +29,15 @@
 //     toward Teams it is written as a=inactive;
 //   - per-leg packets, bytes, RFC 3550 loss and jitter, drops by reason.
 //
-// The package is Linux-only: the workers wait on epoll and use
-// non-blocking socket calls directly, so relaying a packet costs one
-// receive and one send system call and no allocation.
+// Packet path: each call has one UDP socket per leg (plus one for RTCP
+// where the peer does not multiplex), served by one of Config.Workers
+// goroutines, so a call's packets are handled in order without hand-offs
+// and without allocation. Two engines move the packets (Config.Engine):
+// io_uring (default where the kernel allows it: multishot receives into
+// provided buffers, sends queued and submitted in one system call per
+// batch across all sockets; a receive buffer returns to the kernel only
+// when its forwarded copy is sent, so an overloaded relay leaves packets
+// queued in the sockets rather than dropping them) and epoll (one
+// recvmmsg and one sendmmsg per socket and batch). The package is
+// Linux-only.
 package media

@@ -36,7 +36,7 @@ const (
 	payloadSize = 160
 	period      = 20 * time.Millisecond
 	bucketWidth = 10 * time.Microsecond
-	nBuckets    = 20000 // 200 ms
+	nBuckets    = 200000 // 2 s; slower packets count in the last bucket
 )
 
 var pattern = func() []byte {

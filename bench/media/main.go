@@ -6,10 +6,17 @@
 // on the Teams side. The generator (this process, "run" mode) creates the
 // calls over rtpengine's ng protocol, which the pbx2teams relay also
 // serves in its benchmark process ("relay" mode), sends every packet with
-// a timestamp and a known payload, and receives and checks every packet.
+// a timestamp and a known payload, and receives and checks every packet
+// (SRTP authentication and decryption, payload pattern, counts).
+//
 // Each relay runs in its own process, pinned to its own core; its CPU
-// time comes from /proc. pps_per_core is packets relayed per second of
-// relay CPU time.
+// time (user+system, all threads) comes from /proc over the measured
+// window. pps_per_core is packets relayed in that window per second of
+// relay CPU time. Latency runs from the send timestamp in the payload to
+// the kernel's receive timestamp (SO_TIMESTAMPNS) on the generator's
+// socket, so the generator's own scheduling does not count; p99 is over
+// every packet sent in the window. loss_pct is the worst run's share of
+// packets sent and never received intact.
 //
 // Last line:
 //
@@ -110,8 +117,8 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if o.cpu == "" && runtime.NumCPU() > 1 {
-		o.cpu = strconv.Itoa(runtime.NumCPU() - 1)
+	if o.cpu == "" && onlineCPUs() > 1 {
+		o.cpu = strconv.Itoa(onlineCPUs() - 1)
 	}
 	if err := run(o); err != nil {
 		pprof.StopCPUProfile()
@@ -431,6 +438,16 @@ func freePort() (int, error) {
 	return port(c), nil
 }
 
+// onlineCPUs counts the machine's CPUs, not just those this process may
+// run on (runtime.NumCPU).
+func onlineCPUs() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	return strings.Count(string(b), "\nprocessor") + map[bool]int{true: 1}[strings.HasPrefix(string(b), "processor")]
+}
+
 func machine() string {
 	model := ""
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -451,5 +468,5 @@ func machine() string {
 		}
 		rel = append(rel, byte(c))
 	}
-	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s", runtime.NumCPU(), model, rel, runtime.Version())
+	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s", onlineCPUs(), model, rel, runtime.Version())
 }
