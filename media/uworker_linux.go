@@ -45,7 +45,6 @@ type uworker struct {
 	cur      int32              // receive buffer being relayed, -1 outside
 	queued   bool               // cur's send slot is in use
 	from     sockaddr
-	now      int64
 	stopNow  bool
 	complete func(*cqe)
 	scratch
@@ -185,7 +184,6 @@ func (w *uworker) run() {
 			return
 		}
 		for {
-			w.now = w.r.now()
 			n := w.u.reap(w.complete, uringPerTurn)
 			w.bufs.publish()
 			if w.stopNow {
@@ -268,7 +266,7 @@ func (w *uworker) receive(s *socket, b []byte) {
 	default:
 		copy((*[recvNameSize]byte)(w.from.ptr())[:], b[recvmsgOutSize:recvPayloadOffset])
 		w.from.n = namelen
-		c.handle(&w.scratch, s, 0, b[recvPayloadOffset:recvPayloadOffset+payload], &w.from, w.now)
+		c.handle(&w.scratch, s, 0, b[recvPayloadOffset:recvPayloadOffset+payload], &w.from, w.r.now())
 	}
 	c.mu.Unlock()
 }
