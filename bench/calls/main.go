@@ -269,7 +269,8 @@ func run(args []string) error {
 	}
 
 	fmt.Printf("# calls benchmark: SIPp uac -> system -> SIPp uas, %v steps, hold %v, %d runs at the top rate\n", o.step, o.hold, o.runs)
-	fmt.Printf("# DUT CPU %s, generators CPU %s, %d CPUs online\n", o.dutCPU, o.genCPU, numCPU())
+	fmt.Printf("# DUT CPU %s, generators CPU %s, %d CPUs online; B2BUA with GOMAXPROCS=1 GOGC=%s; Kamailio %s UDP workers\n",
+		o.dutCPU, o.genCPU, numCPU(), envStr("DUT_GOGC", "200"), envStr("KAMAILIO_CHILDREN", "4"))
 	fmt.Println("# benchmark-only setting: the Teams side is SIP over UDP with plain RTP (Debian's SIPp has no TLS/SRTP);")
 	fmt.Println("#   production Teams legs are TLS + SRTP; the set-up path is otherwise the same (lookups, relay allocation, both dialogs)")
 
@@ -278,6 +279,26 @@ func run(args []string) error {
 		return err
 	}
 	defer uas.Stop()
+
+	if envStr("BASELINE", "1") != "0" {
+		// RFC 7502's test-bed baseline: what the generators reach without
+		// any system in between.
+		best := 0
+		for _, rate := range o.steps {
+			r, err := step(ctx, o, "direct", uas.Addr(), csv, rate, false, 0)
+			if err != nil {
+				return err
+			}
+			clean := r.fail == 0 && r.achieved >= 0.95*float64(rate)
+			fmt.Printf("step direct rate=%d ok=%d failed=%d achieved=%.0f %s\n", rate, r.ok, r.fail, r.achieved,
+				map[bool]string{true: "clean", false: "FAIL"}[clean])
+			if !clean {
+				break
+			}
+			best = rate
+		}
+		fmt.Printf("# rig baseline: SIPp uac -> SIPp uas directly is clean up to %d calls/s on this machine\n", best)
+	}
 
 	var b2buaRate, kamRate, p99 float64
 	var b2buaFail int64
@@ -551,7 +572,7 @@ func (d *dutProc) reset() { _, _ = io.WriteString(d.stdin, "reset\n") }
 func startDUT(o options, uasAddr string) (int, func(), int, *dutProc, error) {
 	args := []string{"-c", o.dutCPU, o.selfPath, "dut", "-teams-proxy", uasAddr, "-users", strconv.Itoa(o.users)}
 	cmd := exec.Command("taskset", args...)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "GOGC="+envStr("DUT_GOGC", "200"))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return 0, nil, 0, nil, err
