@@ -34,6 +34,7 @@ type phone struct {
 	remote   netip.AddrPort
 	rx, echo int
 	sending  bool
+	muted    bool
 	version  int
 	frame    []byte
 	byes     int
@@ -244,7 +245,7 @@ func (p *phone) sendRTP() {
 		case <-t.C:
 		}
 		p.mu.Lock()
-		dst, on := p.remote, p.sending
+		dst, on := p.remote, p.sending && !p.muted
 		p.mu.Unlock()
 		if !on {
 			continue
@@ -275,6 +276,13 @@ func (p *phone) readRTP() {
 		}
 		p.mu.Unlock()
 	}
+}
+
+// mute stops the phone sending RTP.
+func (p *phone) mute() {
+	p.mu.Lock()
+	p.muted = true
+	p.mu.Unlock()
 }
 
 // counts returns RTP packets received and how many were our own frames.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo"
 
+	"github.com/pbx2teams/pbx2teams/media"
 	msdp "github.com/pbx2teams/pbx2teams/media/sdp"
 	simteams "github.com/pbx2teams/pbx2teams/msim/teams"
 	"github.com/pbx2teams/pbx2teams/sip/b2bua"
@@ -346,4 +347,28 @@ func TestPBXToTeamsDelayedOffer(t *testing.T) {
 	waitUntil(t, 10*time.Second, "echoed audio", func() bool { _, echo := ph.counts(); return echo >= 20 })
 	_ = sess.Bye(ctx)
 	<-tc.Done()
+}
+
+// A call whose media stops both ways is ended by the media timeout: both
+// sides get BYE and the record says why.
+func TestMediaTimeoutEndsDeadCall(t *testing.T) {
+	e := newEnv(t, envOptions{relay: func(c *media.Config) { c.MediaTimeout = time.Second }})
+	u := e.addUser("1001", "+442071230001", lo)
+	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 0, Media: simteams.Silent})
+	ph := newPhone(t)
+	ph.mute()
+	ctx := ctxT(t, 20*time.Second)
+	if _, _, err := ph.call(ctx, e.contactURI(u.ContactUser), "2002"); err != nil {
+		t.Fatal(err)
+	}
+	tc, _ := tu.Incoming(ctx)
+	select {
+	case <-tc.Done():
+	case <-ctx.Done():
+		t.Fatal("dead call not ended")
+	}
+	waitUntil(t, 5*time.Second, "BYE at the PBX", func() bool { return ph.byeCount() == 1 })
+	if rec := e.Rec.next(t); rec.EndedBy != "media_timeout" || !strings.Contains(rec.Advice, "media") {
+		t.Errorf("record %+v", rec)
+	}
 }
