@@ -255,7 +255,14 @@ const adminPassword = "correct horse battery"
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{env: newEnv(t, Options{})}
+	return newFixtureOn(t, newEnv(t, Options{}))
+}
+
+// newFixtureOn builds the fixture on e; without a sync engine A1 is not
+// connected to Microsoft 365 but still has its finished job.
+func newFixtureOn(t *testing.T, e *env) *fixture {
+	t.Helper()
+	f := &fixture{env: e}
 	ctx := f.ctx
 	created, pw, err := f.svc.Bootstrap(ctx, "Operator Ltd", "ops@operator.example")
 	if err != nil || !created {
@@ -292,7 +299,11 @@ func newFixture(t *testing.T) *fixture {
 	// A1 is connected to the simulator's tenant and has a finished job in
 	// its history (recorded without running, so that the users above stay
 	// as they are until a test runs a real sync).
-	f.connectM365(f.a1.ID)
+	if f.sim != nil {
+		f.connectM365(f.a1.ID)
+	} else if _, err := f.svc.ConnectTenant(ctx, op, f.a1.ID, msim.SandboxTenantID, "Contoso"); err != nil {
+		t.Fatal(err)
+	}
 	if f.job, err = f.svc.StartSyncJob(ctx, op, f.a1.ID, pbx2teams.SyncModeFull, "manual", false); err != nil {
 		t.Fatal(err)
 	}
