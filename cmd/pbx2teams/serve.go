@@ -216,7 +216,7 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		a.close()
 		return nil, err
 	}
-	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version}))
+	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version, Sync: dirSync}))
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
