@@ -63,6 +63,7 @@ type stream struct {
 
 type receiverStats struct {
 	received, inWindow, corrupt, authFail, stray, noStamp uint64
+	negative, over                                        uint64 // latencies below 0 or above the histogram
 	hist                                                  [nBuckets]uint64
 }
 
@@ -393,9 +394,11 @@ func (l *load) check(dir int, st *receiverStats, pkt []byte, rxTime, ws, we int6
 		bk := (rxTime - sent) / int64(bucketWidth)
 		if bk >= nBuckets {
 			bk = nBuckets - 1
+			st.over++
 		}
 		if bk < 0 {
 			bk = 0
+			st.negative++
 		}
 		st.hist[bk]++
 	}
@@ -419,6 +422,9 @@ func (l *load) percentile(p float64) float64 {
 		return 0
 	}
 	want := uint64(p * float64(total))
+	if want >= total {
+		want = total - 1 // p = 1: the largest
+	}
 	var acc uint64
 	for i, c := range merged {
 		acc += c

@@ -102,7 +102,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", envDur("DURATION", 20*time.Second), "measured time per run (env DURATION)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")
 	flag.IntVar(&o.runs, "runs", envInt("RUNS", 3), "runs per relay (env RUNS); medians are printed")
-	flag.DurationVar(&o.tick, "tick", time.Millisecond, "sender pacing step; streams are spread over 20 ms in these steps")
+	flag.DurationVar(&o.tick, "tick", 200*time.Microsecond, "sender pacing step; streams are spread evenly over 20 ms in these steps")
 	flag.StringVar(&o.cpu, "relay-cpu", os.Getenv("RELAY_CPU"), "CPU list the relay under test is pinned to (env RELAY_CPU; default: the last CPU)")
 	flag.IntVar(&o.rteThreads, "rtpengine-threads", envInt("RTPENGINE_THREADS", 0), "rtpengine --num-threads (0: its default)")
 	flag.StringVar(&o.only, "only", "", "run only this relay: pbx2teams or rtpengine")
@@ -384,6 +384,11 @@ func runOnce(name string, o options) (result, error) {
 	}
 	if noStamp > 0 {
 		res.extra += fmt.Sprintf(" without_kernel_timestamp=%d", noStamp)
+	}
+	for d, st := range l.rx {
+		if st.negative+st.over > 0 {
+			res.extra += fmt.Sprintf(" dir%d_latency_below_0=%d_above_2s=%d", d, st.negative, st.over)
+		}
 	}
 	if sent > 0 {
 		lost := int64(sent) - int64(recv)
