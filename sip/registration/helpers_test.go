@@ -64,7 +64,7 @@ func newStack(t testing.TB, cfg sipx.StackConfig, transports ...string) *sipx.St
 func newEngine(t testing.TB, cfg Config) *Engine {
 	t.Helper()
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 2 * time.Second
+		cfg.Timeout = 5 * time.Second // a loaded machine can be slow to answer
 	}
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin = time.Second
@@ -89,6 +89,20 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("engine stats at failure: %+v", e.Stats())
+			e.mu.Lock()
+			n := 0
+			for id, r := range e.regs {
+				if n++; n > 3 {
+					break
+				}
+				t.Logf("reg %s: state %d flags %b due %v (now %v) failures %d status %d %q heapIdx %d",
+					id, r.state, r.flags, time.Duration(r.due), time.Duration(e.clock()), r.failures, r.status, r.reason, r.heapIdx)
+			}
+			t.Logf("heap %d, ready hops %d, inflight %d", len(e.heap), len(e.ready), e.inflight)
+			e.mu.Unlock()
+		}
 		cancel()
 		e.Close()
 		<-done

@@ -379,7 +379,7 @@ func TestKamailioSharedNonce(t *testing.T) {
 			peers(t)
 			k := kamailio.StartT(t, kamailio.Options{LogRegisters: true, AuthChecks: tc.authChecks})
 			st := newStack(t, sipx.StackConfig{}, "udp")
-			e := newEngine(t, Config{Stack: st, RateLimit: 5, RateBurst: 1}) // one at a time
+			e := newEngine(t, Config{Stack: st, MaxInFlightPerPBX: 1}) // one user at a time
 			accs := kamAccounts(t, k, "sh"+tc.name, "udp", 10)
 			var ids []string
 			for _, a := range accs {

@@ -52,7 +52,8 @@ func TestSippNoAnswer(t *testing.T) {
 	peers(t)
 	p := sippRegistrar(t, "reg_no_answer.xml", nil)
 	st := newStack(t, sipx.StackConfig{}, "udp")
-	e := newEngine(t, Config{Stack: st, Timeout: 1500 * time.Millisecond, BackoffMin: time.Second})
+	// The failed state lasts until the retry, at least BackoffMin/2.
+	e := newEngine(t, Config{Stack: st, Timeout: 1500 * time.Millisecond, BackoffMin: 4 * time.Second})
 	acc := sippAccount(p, "noans")
 	if err := e.Set(acc); err != nil {
 		t.Fatal(err)
