@@ -40,7 +40,7 @@ func certMatchesDomains(cert *x509.Certificate, domains []string) bool {
 
 // serverTLS is the listener's configuration: TLS 1.2+, our certificate,
 // and a required client certificate from Microsoft (mutual TLS).
-func (c *Config) serverTLS() *tls.Config {
+func (c *Config) serverTLS(get func() (*tls.Certificate, error)) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: cipherSuites,
@@ -54,7 +54,7 @@ func (c *Config) serverTLS() *tls.Config {
 			cfg.ClientCAs = pool
 		}
 	}
-	c.setCertificate(cfg, true)
+	setCertificate(cfg, true, get)
 	domains := c.PeerDomains
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
@@ -72,13 +72,13 @@ func (c *Config) serverTLS() *tls.Config {
 // certificate, Microsoft's roots, and the proxy's name as ServerName (the
 // transport layer sets it from the destination host name, which also
 // sends SNI).
-func (c *Config) clientTLS() *tls.Config {
+func (c *Config) clientTLS(get func() (*tls.Certificate, error)) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: cipherSuites,
 		RootCAs:      c.MicrosoftRoots,
 	}
-	c.setCertificate(cfg, false)
+	setCertificate(cfg, false, get)
 	domains := c.PeerDomains
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) > 0 && !certMatchesDomains(cs.PeerCertificates[0], domains) {
@@ -89,17 +89,12 @@ func (c *Config) clientTLS() *tls.Config {
 	return cfg
 }
 
-func (c *Config) setCertificate(cfg *tls.Config, server bool) {
-	if c.GetCertificate != nil {
-		get := c.GetCertificate
-		if server {
-			cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return get() }
-		} else {
-			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return get() }
-		}
-		return
-	}
-	if c.Certificate != nil {
-		cfg.Certificates = []tls.Certificate{*c.Certificate}
+// setCertificate makes every handshake ask get for the certificate, so a
+// renewed certificate is used from the next connection on.
+func setCertificate(cfg *tls.Config, server bool, get func() (*tls.Certificate, error)) {
+	if server {
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return get() }
+	} else {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return get() }
 	}
 }

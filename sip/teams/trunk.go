@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -36,6 +37,7 @@ type Trunk struct {
 	ln  net.Listener
 
 	proxies []*proxyState
+	cert    atomic.Pointer[tls.Certificate]
 
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -72,6 +74,9 @@ func New(cfg Config) (*Trunk, error) {
 		return nil, err
 	}
 	t := &Trunk{cfg: cfg, log: cfg.Logger.With("component", "teams-trunk")}
+	if cfg.Certificate != nil {
+		t.cert.Store(cfg.Certificate)
+	}
 	for _, p := range cfg.Proxies {
 		t.proxies = append(t.proxies, &proxyState{name: strings.ToLower(p)})
 	}
@@ -87,7 +92,7 @@ func New(cfg Config) (*Trunk, error) {
 		if err == nil {
 			t.port = t.ln.Addr().(*net.TCPAddr).Port
 			if cfg.Transport == "tls" {
-				t.ln = tls.NewListener(t.ln, cfg.serverTLS())
+				t.ln = tls.NewListener(t.ln, cfg.serverTLS(t.certificate))
 			}
 		}
 	}
@@ -101,7 +106,7 @@ func New(cfg Config) (*Trunk, error) {
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(cfg.FQDN),
 		sipgo.WithUserAgentDNSResolver(cfg.Resolver),
-		sipgo.WithUserAgenTLSConfig(cfg.clientTLS()),
+		sipgo.WithUserAgenTLSConfig(cfg.clientTLS(t.certificate)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {}),
 			sip.WithTransactionLayerTerminateOnConnClose(),
@@ -123,6 +128,39 @@ func New(cfg Config) (*Trunk, error) {
 	}
 	t.srv.OnOptions(t.answerOptions)
 	return t, nil
+}
+
+// certificate returns the certificate for a handshake.
+func (t *Trunk) certificate() (*tls.Certificate, error) {
+	if t.cfg.GetCertificate != nil {
+		return t.cfg.GetCertificate()
+	}
+	if c := t.cert.Load(); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("teams: no certificate")
+}
+
+// SetCertificate installs a renewed certificate and closes every TLS
+// connection, so that Microsoft sees the new one at once: Microsoft keeps
+// warning about the old certificate as long as a connection made with it
+// stays open. Connections are re-established on demand (in-dialog
+// requests included).
+func (t *Trunk) SetCertificate(c *tls.Certificate) error {
+	if c == nil {
+		return errors.New("teams: nil certificate")
+	}
+	t.cert.Store(c)
+	return t.DropConnections()
+}
+
+// DropConnections closes every TLS connection of the trunk (for example
+// after GetCertificate starts returning a renewed certificate).
+func (t *Trunk) DropConnections() error {
+	if p := t.ua.TransportLayer().Pool(t.cfg.Transport); p != nil {
+		return p.Clear()
+	}
+	return nil
 }
 
 // Server is where call control registers its request handlers.

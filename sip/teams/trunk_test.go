@@ -201,3 +201,43 @@ func TestListenerRequiresMicrosoftCertificate(t *testing.T) {
 		t.Errorf("Microsoft certificate refused: %v", err)
 	}
 }
+
+// A renewed certificate is presented from the next connection on, and
+// connections made with the old one are closed.
+func TestSetCertificate(t *testing.T) {
+	env := teamstest.Start(t, teamstest.Options{})
+	env.Trunk.Start()
+	env.WaitActive(t)
+	ms, err := env.PKI.Issue("sip.pstnhub.microsoft.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() string {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(env.Trunk.LocalPort()))
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr,
+			&tls.Config{ServerName: teamstest.FQDN, RootCAs: env.PKI.Pool(), Certificates: []tls.Certificate{ms}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	renewed, err := env.PKI.Issue(teamstest.FQDN, "*."+teamstest.FQDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Trunk.SetCertificate(&renewed); err != nil {
+		t.Fatal(err)
+	}
+	if after := serial(); after == before || after != renewed.Leaf.SerialNumber.String() {
+		t.Fatalf("certificate after renewal %s, before %s, want %s", after, before, renewed.Leaf.SerialNumber)
+	}
+	// Keep-alives work again over new connections.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	env.Trunk.Ping(ctx)
+	if !env.Trunk.Active() {
+		t.Fatalf("trunk not active after renewal: %+v", env.Trunk.Status())
+	}
+}
