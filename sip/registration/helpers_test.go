@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"runtime"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -101,7 +102,17 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 					id, r.state, r.flags, time.Duration(r.due), time.Duration(e.clock()), r.failures, r.status, r.reason, r.heapIdx)
 			}
 			t.Logf("heap %d, ready hops %d, inflight %d", len(e.heap), len(e.ready), e.inflight)
+			inflight := e.inflight
 			e.mu.Unlock()
+			if inflight > 0 {
+				buf := make([]byte, 1<<22)
+				buf = buf[:runtime.Stack(buf, true)]
+				for _, g := range strings.Split(string(buf), "\n\n") {
+					if strings.Contains(g, "registration.(*attempt)") {
+						t.Logf("attempt goroutine:\n%s", g)
+					}
+				}
+			}
 		}
 		cancel()
 		e.Close()

@@ -171,7 +171,8 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	return s, nil
 }
 
-// Start serves the listening sockets until Close.
+// Start serves the listening sockets until Close. It returns once the
+// stack can send.
 func (s *Stack) Start() {
 	s.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -197,6 +198,18 @@ func (s *Stack) Start() {
 		// Outgoing TLS connections dialled by DialTLS enter the transport
 		// layer here, as if accepted.
 		serve("tls-out", func() error { return s.Server.ServeTLS(s.inject) })
+		// Requests leave from the UDP listener only once the transport
+		// layer knows it; otherwise it would try to bind its port again.
+		if s.udp != nil {
+			pool := s.UA.TransportLayer().Pool("udp")
+			for i := 0; i < 5000; i++ {
+				if c := pool.Get(s.udpLaddr.String()); c != nil {
+					c.TryClose()
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
 	})
 }
 
