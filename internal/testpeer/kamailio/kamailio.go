@@ -487,21 +487,27 @@ func (s *Server) signal(sig syscall.Signal, grace time.Duration) {
 	if cmd == nil {
 		return
 	}
-	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, sig)
+	// Signal Kamailio's process group (its workers) only while its leader,
+	// our child, is alive: once it is gone the group id may belong to
+	// someone else (pids are reused quickly on a busy machine).
+	group := func(sig syscall.Signal) {
+		select {
+		case <-exited:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, sig)
+		}
+	}
+	group(sig)
 	if grace > 0 {
 		select {
 		case <-exited:
 		case <-time.After(grace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			group(syscall.SIGKILL)
 			<-exited
 		}
 	} else {
 		<-exited
 	}
-	// Children may outlive the main process briefly; make sure none keeps
-	// the port.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	_ = os.Remove(s.ctlPath)
 }
 

@@ -172,7 +172,6 @@ func start(opts Options) (*Process, error) {
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Dir = p.dir
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		p.cleanup()
 		return nil, fmt.Errorf("sipp: %w", err)
@@ -458,14 +457,16 @@ func viaBranch(msg string) string {
 // Start created it.
 func (p *Process) Stop() {
 	if p.cmd != nil && p.cmd.Process != nil {
+		// Signal our child itself (os.Process uses a pidfd: never another
+		// process that got its pid).
 		select {
 		case <-p.done:
 		default:
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-p.done:
 			case <-time.After(3 * time.Second):
-				_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+				_ = p.cmd.Process.Kill()
 				<-p.done
 			}
 		}
