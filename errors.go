@@ -74,3 +74,29 @@ func ErrorMessage(err error) string {
 
 // ErrNotFound is returned by stores when a row does not exist.
 var ErrNotFound = &Error{Code: ENotFound, Message: "Not found."}
+
+// HTTPStatus maps an error code to the HTTP status the API and the portal
+// answer with. licence_required is 402: the request is well formed and
+// allowed, but the account lacks a licence its provider must provision, and
+// a distinct status lets clients tell it from an ordinary conflict (409).
+func HTTPStatus(code string) int {
+	switch code {
+	case EInvalid:
+		return 422
+	case EUnauthenticated:
+		return 401
+	case EForbidden:
+		return 403
+	case ENotFound:
+		return 404
+	case EConflict:
+		return 409
+	case ELicence:
+		return 402
+	case ERateLimited:
+		return 429
+	case EUnavailable:
+		return 503
+	}
+	return 500
+}

@@ -34,31 +34,8 @@ func badParam(name, format string, args ...any) error {
 	return &statusError{status: http.StatusBadRequest, err: e}
 }
 
-// statusFor maps an error code to its HTTP status. licence_required is 402
-// Payment Required: the request is well formed and allowed, but the account
-// lacks a licence its licensing provider must provision; a distinct status
-// lets clients and monitoring tell it from an ordinary state conflict (409).
-func statusFor(code string) int {
-	switch code {
-	case pbx2teams.EInvalid:
-		return http.StatusUnprocessableEntity
-	case pbx2teams.EUnauthenticated:
-		return http.StatusUnauthorized
-	case pbx2teams.EForbidden:
-		return http.StatusForbidden
-	case pbx2teams.ENotFound:
-		return http.StatusNotFound
-	case pbx2teams.EConflict:
-		return http.StatusConflict
-	case pbx2teams.ELicence:
-		return http.StatusPaymentRequired
-	case pbx2teams.ERateLimited:
-		return http.StatusTooManyRequests
-	case pbx2teams.EUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusFor maps a service error code to its HTTP status.
+func statusFor(code string) int { return pbx2teams.HTTPStatus(code) }
 
 // errorBody is the JSON form of every error.
 type errorBody struct {

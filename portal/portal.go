@@ -359,29 +359,8 @@ func (s *server) now() time.Time {
 	return time.Now()
 }
 
-// statusFor maps a service error code to the HTTP status of the page that
-// shows it (the same mapping as the API's).
-func statusFor(code string) int {
-	switch code {
-	case pbx2teams.EInvalid:
-		return http.StatusUnprocessableEntity
-	case pbx2teams.EUnauthenticated:
-		return http.StatusUnauthorized
-	case pbx2teams.EForbidden:
-		return http.StatusForbidden
-	case pbx2teams.ENotFound:
-		return http.StatusNotFound
-	case pbx2teams.EConflict:
-		return http.StatusConflict
-	case pbx2teams.ELicence:
-		return http.StatusPaymentRequired
-	case pbx2teams.ERateLimited:
-		return http.StatusTooManyRequests
-	case pbx2teams.EUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusFor maps a service error code to its HTTP status.
+func statusFor(code string) int { return pbx2teams.HTTPStatus(code) }
 
 // errStatus returns the status for err and logs internal errors (their
 // cause is never shown to the user).
