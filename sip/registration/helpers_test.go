@@ -2,11 +2,11 @@ package registration
 
 import (
 	"context"
-	"runtime"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
