@@ -197,6 +197,12 @@ func dut(args []string) error {
 	}
 	s := b.Stats()
 	fmt.Fprintf(os.Stderr, "dut: calls %d rejected %d records %d\n", s.Total, s.Rejected, recs.Load())
+	if path := os.Getenv("DUT_MEMPROF"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	return nil
 }
 

@@ -19,12 +19,14 @@ import (
 // call is one call through the B2BUA: the PBX leg, the Teams leg and the
 // media relay between them.
 type call struct {
-	b     *B2BUA
-	id    string
-	log   *slog.Logger
-	user  *pbx2teams.User
-	media *media.Call
-	tb    *traceBuf
+	b       *B2BUA
+	id      string
+	dir     string
+	log     *slog.Logger // with the call's attributes; made on first use
+	logOnce sync.Once
+	user    *pbx2teams.User
+	media   *media.Call
+	tb      *traceBuf
 
 	mu        sync.Mutex
 	pbx       *leg
@@ -51,7 +53,7 @@ type call struct {
 
 func (b *B2BUA) newCall(dir string, u *pbx2teams.User) *call {
 	c := &call{b: b, id: newTag() + newTag(), user: u, done: make(chan struct{})}
-	c.log = b.log.With("call", c.id, "direction", dir)
+	c.dir = dir
 	c.rec = Record{ID: c.id, Direction: dir, StartedAt: time.Now().UTC()}
 	if u != nil {
 		c.rec.AccountID, c.rec.UserID = u.AccountID, u.ID
@@ -64,16 +66,22 @@ func (b *B2BUA) newCall(dir string, u *pbx2teams.User) *call {
 	return c
 }
 
+// lg returns the call's logger.
+func (c *call) lg() *slog.Logger {
+	c.logOnce.Do(func() { c.log = c.b.log.With("call", c.id, "direction", c.dir) })
+	return c.log
+}
+
 func (c *call) trace(l *leg, dir string, m sip.Message) {
 	if c.tb != nil {
 		c.tb.add(l.s.name, dir, m)
 	}
-	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+	if c.b.log.Enabled(context.Background(), slog.LevelDebug) {
 		switch x := m.(type) {
 		case *sip.Request:
-			c.log.Debug("sip", "leg", l.s.name, "dir", dir, "msg", x.StartLine(), "dest", x.Destination(), "src", x.Source())
+			c.lg().Debug("sip", "leg", l.s.name, "dir", dir, "msg", x.StartLine(), "dest", x.Destination(), "src", x.Source())
 		case *sip.Response:
-			c.log.Debug("sip", "leg", l.s.name, "dir", dir, "msg", x.StartLine(), "cseq", x.CSeq().Value())
+			c.lg().Debug("sip", "leg", l.s.name, "dir", dir, "msg", x.StartLine(), "cseq", x.CSeq().Value())
 		}
 	}
 }
@@ -158,12 +166,27 @@ func (c *call) hangup(by, advice string) {
 		if by == endShutdown {
 			wait = 2 * time.Second
 		}
-		var wg sync.WaitGroup
+		// Usually one leg is still up (the other hung up): BYE it here;
+		// when both are, the second BYE goes in parallel.
+		var up []*leg
 		for _, l := range legs {
 			if l == nil {
 				continue
 			}
 			l.stopSessionTimer()
+			l.mu.Lock()
+			live := l.confirmed && !l.ended
+			l.mu.Unlock()
+			if live {
+				up = append(up, l)
+			}
+		}
+		var wg sync.WaitGroup
+		for i, l := range up {
+			if i == len(up)-1 {
+				l.byeWithin(wait)
+				break
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -196,7 +219,7 @@ func (c *call) finish() {
 		}
 	}
 	c.b.removeCall(c)
-	c.log.Info("call ended", "result", rec.Result, "ended_by", rec.EndedBy, "pbx_status", rec.PBXStatus,
+	c.lg().Info("call ended", "result", rec.Result, "ended_by", rec.EndedBy, "pbx_status", rec.PBXStatus,
 		"teams_status", rec.TeamsStatus, "from", rec.From, "to", rec.To)
 	if r := c.b.cfg.Recorder; r != nil {
 		var tr *Trace
@@ -388,7 +411,7 @@ func (c *call) onReinvite(l *leg, req *sip.Request, tx sip.ServerTransaction) {
 // INVITE or re-INVITE).
 func (c *call) onAckBody(l *leg, body []byte) {
 	if _, err := c.media.Answer(mediaLeg(l), body); err != nil {
-		c.log.Debug("answer in ACK not usable", "error", err)
+		c.lg().Debug("answer in ACK not usable", "error", err)
 		return
 	}
 	c.noteSDP(l, body)

@@ -257,7 +257,7 @@ func (l *leg) ackFor(res *sip.Response) {
 	ack := l.requestSeq(sip.ACK, res.CSeq().SeqNo)
 	l.c.trace(l, "out", ack)
 	if err := l.s.write(ack); err != nil {
-		l.c.log.Debug("ACK failed", "leg", l.s.name, "error", err)
+		l.c.lg().Debug("ACK failed", "leg", l.s.name, "error", err)
 	}
 }
 
@@ -377,7 +377,7 @@ func (l *leg) byeWithin(d time.Duration, hdrs ...sip.Header) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	if _, err := l.do(ctx, req); err != nil {
-		l.c.log.Debug("BYE failed", "leg", l.s.name, "error", err)
+		l.c.lg().Debug("BYE failed", "leg", l.s.name, "error", err)
 	}
 }
 
@@ -422,7 +422,7 @@ func (l *leg) cancel(reason string) {
 	defer cancel()
 	tx, err := l.s.client(req.Transport()).TransactionRequest(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
 	if err != nil {
-		l.c.log.Debug("CANCEL failed", "leg", l.s.name, "error", err)
+		l.c.lg().Debug("CANCEL failed", "leg", l.s.name, "error", err)
 		return
 	}
 	defer tx.Terminate()

@@ -80,7 +80,7 @@ func (c *call) notify(l *leg, eventID uint32, status int, reason string, final b
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := l.do(ctx, req); err != nil {
-		c.log.Debug("NOTIFY failed", "error", err)
+		c.lg().Debug("NOTIFY failed", "error", err)
 	}
 }
 
@@ -177,7 +177,7 @@ func (c *call) transfer(old *leg, target sip.Uri, referredBy string, eventID uin
 	nt.established(res)
 	nt.ackFor(res)
 	if _, err := c.media.Answer(teamsMediaLeg, res.Body()); err != nil {
-		c.log.Info("transfer target answered unusable media", "error", pbx2teams.ErrorMessage(err))
+		c.lg().Info("transfer target answered unusable media", "error", pbx2teams.ErrorMessage(err))
 		go nt.bye()
 		c.b.removeDialog(nt)
 		c.notify(old, eventID, 488, "Not Acceptable Here", true)

@@ -154,7 +154,7 @@ func (c *call) refresh(l *leg) {
 		return
 	}
 	if _, err := c.media.Answer(ml, res.Body()); err != nil {
-		c.log.Debug("refresh answer not usable", "error", err)
+		c.lg().Debug("refresh answer not usable", "error", err)
 	}
 	c.noteSDP(l, res.Body())
 	if niv, ref := sessionExpires(res); niv > 0 {
