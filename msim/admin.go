@@ -47,22 +47,17 @@ func (s *Sim) AddUser(tenantKey string, u UserSpec) (string, error) {
 
 // UpdateUser changes a user (by id or UPN).
 func (s *Sim) UpdateUser(tenantKey, userKey string, p UserPatch) error {
-	t, err := s.mustTenant(tenantKey)
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	i, ok := t.findUser(userKey)
-	if !ok {
-		return badSpec("no user %q", userKey)
-	}
-	return t.updateUser(i, p, s.now())
+	return s.changeUser(tenantKey, userKey, func(t *tenant, i int32) error { return t.updateUser(i, p, s.now()) })
 }
 
 // DeleteUser deletes a user: soft (restorable; delta reason "changed") or
 // hard (delta reason "deleted").
 func (s *Sim) DeleteUser(tenantKey, userKey string, hard bool) error {
+	return s.changeUser(tenantKey, userKey, func(t *tenant, i int32) error { t.deleteUser(i, hard); return nil })
+}
+
+// changeUser runs fn on a user (by id or UPN) under its tenant's write lock.
+func (s *Sim) changeUser(tenantKey, userKey string, fn func(t *tenant, i int32) error) error {
 	t, err := s.mustTenant(tenantKey)
 	if err != nil {
 		return err
@@ -73,8 +68,7 @@ func (s *Sim) DeleteUser(tenantKey, userKey string, hard bool) error {
 	if !ok {
 		return badSpec("no user %q", userKey)
 	}
-	t.deleteUser(i, hard)
-	return nil
+	return fn(t, i)
 }
 
 // AddGroup creates a group (members resolved as in GroupSpec) and returns its id.
