@@ -75,7 +75,11 @@ type TeamsSettings struct {
 	StandardGroups       []Group    `json:"standard_groups,omitempty"`
 	PhoneAppGroup        *Group     `json:"phone_app_group,omitempty"`
 	SyncIntervalMinutes  int        `json:"sync_interval_minutes"`
-	UpdatedAt            time.Time  `json:"updated_at"`
+	// SBCLabel is the customer's subdomain label under the provider's SBC
+	// base FQDN (label.sbc.example.com), unique across customers; Microsoft
+	// finds the customer's tenant from it.
+	SBCLabel  string    `json:"sbc_label,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Group is an Entra ID group chosen for Large Tenant Mode.
