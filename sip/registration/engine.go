@@ -23,6 +23,8 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -360,6 +362,28 @@ func (e *Engine) release(p *profile) {
 // RegistrationState implements pbx2teams.RegistrationStates.
 func (e *Engine) RegistrationState(userID string) (pbx2teams.RegistrationState, bool) {
 	return e.State(userID)
+}
+
+// PBXAddresses returns every address the user's PBX was resolved to (all
+// SRV/A targets of its next hop, not only the one registered with), and
+// whether the user holds a live registration. Call control accepts the
+// user's INVITEs only from these: a PBX cluster may send from any node.
+func (e *Engine) PBXAddresses(userID string) ([]netip.Addr, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.regs[userID]
+	if r == nil || r.state != stRegistered || r.expiresAt <= e.clock() {
+		return nil, false
+	}
+	h := r.prof.hop
+	out := make([]netip.Addr, 0, len(h.targets))
+	for _, t := range h.targets {
+		a := t.Addr.Addr().Unmap()
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, true
 }
 
 // State returns the live state of a user's registration.

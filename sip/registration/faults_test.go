@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +124,7 @@ func TestSRVFailover(t *testing.T) {
 	dns.SetSRV("_sip._tcp.pbx.test",
 		dnsserver.SRV{Priority: 10, Weight: 1, Port: uint16(dead), Target: "a.pbx.test"},
 		dnsserver.SRV{Priority: 20, Weight: 1, Port: uint16(k.Port), Target: "b.pbx.test"})
-	dns.SetA("a.pbx.test", netip.MustParseAddr("127.0.0.1"))
+	dns.SetA("a.pbx.test", netip.MustParseAddr("127.0.0.2"))
 	dns.SetA("b.pbx.test", netip.MustParseAddr("127.0.0.1"))
 	st := newStack(t, sipx.StackConfig{}, "tcp")
 	e := newEngine(t, Config{Stack: st, Resolver: dns.Resolver()})
@@ -139,6 +140,15 @@ func TestSRVFailover(t *testing.T) {
 		if s := state(t, e, a.UserID); s.PBXAddress != "tcp:"+k.Addr() {
 			t.Errorf("PBX address %q, want tcp:%s", s.PBXAddress, k.Addr())
 		}
+		// Calls are accepted from every node of the PBX, not only the
+		// one registered with.
+		addrs, ok := e.PBXAddresses(a.UserID)
+		if !ok || !slices.Contains(addrs, netip.MustParseAddr("127.0.0.1")) || !slices.Contains(addrs, netip.MustParseAddr("127.0.0.2")) {
+			t.Errorf("PBX addresses %v %v, want both SRV targets", addrs, ok)
+		}
+	}
+	if _, ok := e.PBXAddresses("nobody"); ok {
+		t.Error("an unknown user has PBX addresses")
 	}
 	if n := len(bindingsByAoR(t, k)); n != len(accs) {
 		t.Errorf("%d bindings", n)
