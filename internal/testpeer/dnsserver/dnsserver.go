@@ -66,7 +66,8 @@ func (s *Server) Resolver() *net.Resolver {
 
 func canon(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
 
-// SetA sets the A/AAAA addresses of name.
+// SetA sets the A/AAAA addresses of name. A name "*.zone" answers for
+// every name one or more labels under zone that has no records of its own.
 func (s *Server) SetA(name string, addrs ...netip.Addr) {
 	s.mu.Lock()
 	s.a[canon(name)] = addrs
@@ -100,6 +101,20 @@ const (
 	typeAAAA = 28
 	typeSRV  = 33
 )
+
+// wildcard finds the closest "*.zone" record above name. Called with s.mu held.
+func (s *Server) wildcard(name string) ([]netip.Addr, bool) {
+	for rest := name; ; {
+		_, after, ok := strings.Cut(rest, ".")
+		if !ok {
+			return nil, false
+		}
+		if a, ok := s.a["*."+after]; ok {
+			return a, true
+		}
+		rest = after
+	}
+}
 
 func (s *Server) serve() {
 	defer close(s.done)
@@ -137,6 +152,9 @@ func (s *Server) answer(q []byte) ([]byte, error) {
 	s.queries[tname+" "+name]++
 	fail := s.fail[name]
 	addrs, hasA := s.a[name]
+	if !hasA {
+		addrs, hasA = s.wildcard(name)
+	}
 	srvs, hasSRV := s.srv[name]
 	s.mu.Unlock()
 
