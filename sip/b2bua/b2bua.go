@@ -1,6 +1,9 @@
-// Package b2bua is the call control of pbx2teams for standard users: a
-// back-to-back user agent between the customer's PBX and Microsoft Teams
-// Direct Routing, with every call's media anchored in the media relay.
+// Package b2bua is the call control of pbx2teams: a back-to-back user
+// agent between the customer's PBX and Microsoft Teams, with every call's
+// media anchored in the media relay. Standard users reach Teams through
+// Direct Routing (package teams); Phone App users through the Phone App
+// leg to the federation edge (package federation), with callback-first
+// dialling driven by the Phone App tab (Dialler).
 //
 // PBX → Teams: the PBX sends an INVITE to a user's registration Contact
 // (sip:<ContactUser>@<our address>). The B2BUA accepts it only for a
@@ -37,6 +40,7 @@ import (
 
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/media"
+	"github.com/pbx2teams/pbx2teams/sip/federation"
 	"github.com/pbx2teams/pbx2teams/sip/sipx"
 	"github.com/pbx2teams/pbx2teams/sip/teams"
 )
@@ -77,6 +81,15 @@ type Config struct {
 	PBX *sipx.Stack
 	// Trunk is the Teams Direct Routing trunk.
 	Trunk *teams.Trunk
+	// PhoneApp is the Phone App leg to the federation edge; nil disables
+	// calls for Phone App users (they are refused like unknown users).
+	PhoneApp *federation.Link
+	// OnPhoneAppRejected is told when the federation edge refuses a call
+	// to a Phone App user with 403, 404, 480 or 603 (warning is the
+	// edge's Warning text, e.g. "External access does not allow
+	// <domain>"): the service keeps it as the user's readiness result.
+	// Called from the call's goroutine; it must not block for long.
+	OnPhoneAppRejected func(u *pbx2teams.User, status int, warning string)
 	// Relay anchors the media of every call.
 	Relay *media.Relay
 	// Directory, Registrations and Customers are the lookups; Passwords
@@ -119,6 +132,8 @@ type B2BUA struct {
 	log   *slog.Logger
 	pbx   *side
 	teams *side
+	fed   *side // the Phone App leg; nil without Config.PhoneApp
+	live  *liveHub
 
 	mu      sync.Mutex
 	dialogs map[string]*leg // Call-ID + our tag → leg
@@ -169,6 +184,11 @@ func New(cfg Config) (*B2BUA, error) {
 	b.teams = newTeamsSide(b, cfg.Trunk)
 	b.register(cfg.PBX.Server, b.pbx)
 	b.register(cfg.Trunk.Server(), b.teams)
+	b.live = newLiveHub(b)
+	if cfg.PhoneApp != nil {
+		b.fed = newFedSide(b, cfg.PhoneApp)
+		b.register(cfg.PhoneApp.Server(), b.fed)
+	}
 	return b, nil
 }
 
@@ -184,6 +204,7 @@ func (b *B2BUA) register(srv *sipgo.Server, s *side) {
 func (b *B2BUA) Close() error {
 	b.mu.Lock()
 	b.closed = true
+	b.live.close()
 	calls := make([]*call, 0, len(b.calls))
 	for c := range b.calls {
 		calls = append(calls, c)
@@ -282,9 +303,15 @@ func (b *B2BUA) onInvite(s *side, req *sip.Request, tx sip.ServerTransaction) {
 		l.c.onReinvite(l, req, tx)
 		return
 	}
-	if s.teams {
+	switch {
+	case s == b.fed:
+		// Phone App users place calls from the tab (callback-first); a
+		// Teams user calling the Phone App domain is not a call we place.
+		b.rejected.Add(1)
+		s.reply(req, tx, 403, "Forbidden", "Place PBX calls from the Phone App tab")
+	case s.teams:
 		b.fromTeams(req, tx)
-	} else {
+	default:
 		b.toTeams(req, tx)
 	}
 }

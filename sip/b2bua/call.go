@@ -47,6 +47,14 @@ type call struct {
 	received time.Time
 	waited   time.Duration
 
+	// Phone App calls: the state the tab sees (nil for Direct Routing
+	// calls), the PBX's support of REFER with Replaces, and a transfer in
+	// progress (NOTIFY sipfrag statuses from the PBX).
+	live        *liveState
+	pbxReplaces bool
+	referCh     chan int
+	transferred bool
+
 	done    chan struct{}
 	endOnce sync.Once
 }
@@ -54,12 +62,12 @@ type call struct {
 func (b *B2BUA) newCall(dir string, u *pbx2teams.User) *call {
 	c := &call{b: b, id: newTag() + newTag(), user: u, done: make(chan struct{})}
 	c.dir = dir
-	c.rec = Record{ID: c.id, Direction: dir, StartedAt: time.Now().UTC()}
+	c.rec = Record{ID: c.id, Direction: dir, Route: pbx2teams.RouteDirectRouting, StartedAt: time.Now().UTC()}
 	if u != nil {
 		c.rec.AccountID, c.rec.UserID = u.AccountID, u.ID
 	}
 	if b.cfg.TraceLimit > 0 {
-		c.tb = &traceBuf{limit: b.cfg.TraceLimit, callID: c.id}
+		c.tb = &traceBuf{limit: b.cfg.TraceLimit, recID: c.id}
 	}
 	opts := []media.CallOption{media.WithSecurity(media.LegB, b.cfg.TeamsMedia)}
 	c.media = b.cfg.Relay.NewCall(c.id, opts...)
@@ -219,6 +227,7 @@ func (c *call) finish() {
 		}
 	}
 	c.b.removeCall(c)
+	c.liveEnded(rec)
 	c.lg().Info("call ended", "result", rec.Result, "ended_by", rec.EndedBy, "pbx_status", rec.PBXStatus,
 		"teams_status", rec.TeamsStatus, "from", rec.From, "to", rec.To)
 	if r := c.b.cfg.Recorder; r != nil {
@@ -241,6 +250,10 @@ func (c *call) connect() {
 		c.rec.AddedDelay = max(0, now.Sub(c.received)-c.waited)
 	}
 	c.mu.Unlock()
+	c.setLive(func(lc *pbx2teams.LiveCall) {
+		lc.State = pbx2teams.CallConnected
+		lc.AnsweredAt = now.UTC()
+	})
 	c.media.OnTimeout(func() {
 		c.hangup(endMedia, "No media arrived from either side for too long; the call was ended as dead.")
 	})
@@ -280,12 +293,21 @@ func (c *call) onRequest(l *leg, req *sip.Request, tx sip.ServerTransaction) {
 		l.updateTarget(req)
 		l.replyIn(req, tx, 200, "OK", nil, l.sessionRefreshed(req)...)
 	case sip.REFER:
+		if l.s.fed != nil {
+			l.replyIn(req, tx, 403, "Forbidden", nil, sip.NewHeader("Warning", `399 pbx2teams "Transfer Phone App calls from the Phone App tab"`))
+			return
+		}
 		if !l.s.teams {
 			l.replyIn(req, tx, 403, "Forbidden", nil, sip.NewHeader("Warning", `399 pbx2teams "Transfer from the PBX side is not supported; transfer in Teams"`))
 			return
 		}
 		c.onRefer(l, req, tx)
-	case sip.NOTIFY, sip.INFO:
+	case sip.NOTIFY:
+		l.replyIn(req, tx, 200, "OK", nil)
+		if !l.s.teams {
+			c.onReferNotify(req)
+		}
+	case sip.INFO:
 		l.replyIn(req, tx, 200, "OK", nil)
 	default:
 		l.replyIn(req, tx, 405, "Method Not Allowed", nil, sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE"))

@@ -89,15 +89,7 @@ func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx
 	// goes out within 200 ms, and Teams/the PBX usually ring sooner.
 
 	fail := func(code int, reason, advice string, hdrs ...sip.Header) {
-		c.mu.Lock()
-		c.rec.TeamsStatus = code
-		if c.rec.Result == "" {
-			c.rec.Result = resultOf(code)
-		}
-		c.rec.Advice = advice
-		c.mu.Unlock()
-		_ = t.respond(code, reason, nil, hdrs...)
-		c.hangup(endError, advice)
+		c.failSetup(t, code, reason, advice, hdrs...)
 	}
 	if len(req.Body()) == 0 {
 		c.rec.Result = ResultRejected
@@ -113,38 +105,12 @@ func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx
 	}
 	c.noteSDP(t, req.Body())
 
-	transport := strings.ToLower(string(ps.Transport))
-	if transport == "" {
-		transport = "udp"
-	}
-	domainHost, domainPort, err := sipx.SplitHostPort(ps.Domain)
-	if err != nil {
-		fail(503, "Service Unavailable", "The customer's PBX domain is not valid.")
+	pt, advice := b.pbxTarget(c, u, ps, dialled)
+	if pt == nil {
+		fail(503, "Service Unavailable", advice)
 		return
 	}
-	nextHost, nextPort := domainHost, domainPort
-	if ps.OutboundProxy != "" {
-		if h, p, err := sipx.SplitHostPort(ps.OutboundProxy); err == nil {
-			nextHost, nextPort = h, p
-		}
-	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	targets, err := sipx.Resolve(rctx, b.cfg.Resolver, nextHost, nextPort, transport)
-	rcancel()
-	if err != nil || len(targets) == 0 {
-		fail(503, "Service Unavailable", "The PBX address could not be resolved: "+errText(err))
-		return
-	}
-	user := u.SIPUsername
-	authUser := u.AuthUsername
-	if authUser == "" {
-		authUser = user
-	}
-	ruri := sip.Uri{Scheme: "sip", User: dialled, Host: domainHost, Port: int(domainPort)}
-	local := sip.Uri{Scheme: "sip", User: user, Host: domainHost}
-	remote := sip.Uri{Scheme: "sip", User: dialled, Host: domainHost}
-	p := newUAC(c, b.pbx, newTag()+newTag(), local, remote, u.DisplayName, "", b.pbx.pbxContact(u.ContactUser, transport))
-	p.transport = strings.ToUpper(transport)
+	p := pt.leg
 	c.setLeg(p)
 
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RingTimeout)
@@ -178,29 +144,16 @@ func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx
 			_ = t.respond(180, "Ringing", nil, sip.NewHeader("Allow", allowTeams))
 		}
 	}
-	res := c.invitePBX(ctx, p, ruri, targets, offer, authUser, password, onProvisional)
+	res := c.invitePBX(ctx, p, pt.ruri, pt.targets, offer, pt.authUser, password, onProvisional)
 	c.mu.Lock()
 	byTeams := cancelledByTeams
 	c.mu.Unlock()
 	if res == nil || !res.IsSuccess() {
+		warn := "The PBX did not answer."
 		if res != nil {
-			c.rec.PBXStatus = res.StatusCode
+			warn = diagnostics(res)
 		}
-		switch {
-		case byTeams:
-			c.rec.TeamsStatus, c.rec.Result = 487, ResultCancelled
-			c.hangup(endTeams, "")
-		case ctx.Err() != nil && !c.ended():
-			c.rec.Result = ResultNoAnswer
-			fail(480, "Temporarily Unavailable", "Nobody answered on the PBX within the ring timeout.")
-		case c.ended():
-			_ = t.respond(503, "Service Unavailable", nil)
-		case res == nil:
-			fail(503, "Service Unavailable", adviceFor("pbx", 503, "The PBX did not answer."))
-		default:
-			code, reason := mapStatusToTeams(res)
-			fail(code, reason, adviceFor("pbx", res.StatusCode, diagnostics(res)))
-		}
+		c.setupFailed(t, p, res, byTeams, ctx.Err() != nil, warn, pbxAdvice, "Nobody answered on the PBX within the ring timeout.")
 		return
 	}
 	c.rec.PBXStatus = res.StatusCode
@@ -221,6 +174,54 @@ func (b *B2BUA) callFromTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx
 	}
 	c.connect()
 }
+
+// pbxTarget is where and as whom a call goes to the PBX.
+type pbxTarget struct {
+	leg      *leg
+	ruri     sip.Uri
+	targets  []sipx.Target
+	authUser string
+	domain   string // the PBX's SIP domain (host part)
+}
+
+// pbxTarget resolves the customer's PBX for a call as user u to dialled
+// and makes the PBX leg (From the user's SIP username, Contact their
+// registration's). It returns advice when the PBX cannot be reached.
+func (b *B2BUA) pbxTarget(c *call, u *pbx2teams.User, ps *pbx2teams.PBXSettings, dialled string) (*pbxTarget, string) {
+	transport := strings.ToLower(string(ps.Transport))
+	if transport == "" {
+		transport = "udp"
+	}
+	domainHost, domainPort, err := sipx.SplitHostPort(ps.Domain)
+	if err != nil {
+		return nil, "The customer's PBX domain is not valid."
+	}
+	nextHost, nextPort := domainHost, domainPort
+	if ps.OutboundProxy != "" {
+		if h, p, err := sipx.SplitHostPort(ps.OutboundProxy); err == nil {
+			nextHost, nextPort = h, p
+		}
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	targets, err := sipx.Resolve(rctx, b.cfg.Resolver, nextHost, nextPort, transport)
+	rcancel()
+	if err != nil || len(targets) == 0 {
+		return nil, "The PBX address could not be resolved: " + errText(err)
+	}
+	authUser := u.AuthUsername
+	if authUser == "" {
+		authUser = u.SIPUsername
+	}
+	ruri := sip.Uri{Scheme: "sip", User: dialled, Host: domainHost, Port: int(domainPort)}
+	local := sip.Uri{Scheme: "sip", User: u.SIPUsername, Host: domainHost}
+	remote := sip.Uri{Scheme: "sip", User: dialled, Host: domainHost}
+	p := newUAC(c, b.pbx, newTag()+newTag(), local, remote, u.DisplayName, "", b.pbx.pbxContact(u.ContactUser, transport))
+	p.transport = strings.ToUpper(transport)
+	return &pbxTarget{leg: p, ruri: ruri, targets: targets, authUser: authUser, domain: domainHost}, ""
+}
+
+// pbxAdvice explains a final status of the PBX leg.
+func pbxAdvice(status int, warn string) string { return adviceFor("pbx", status, warn) }
 
 func errText(err error) string {
 	if err == nil {
@@ -321,20 +322,6 @@ type challengeError string
 func (e challengeError) Error() string { return string(e) }
 
 const errNoChallenge = challengeError("no usable digest challenge")
-
-// mapStatusToTeams maps a final failure from the PBX to what Teams gets.
-// Authentication failures become 403 (Teams cannot answer a challenge);
-// redirects are not followed.
-func mapStatusToTeams(res *sip.Response) (int, string) {
-	switch code := res.StatusCode; {
-	case code == 401 || code == 407:
-		return 403, "Forbidden"
-	case code >= 300 && code < 400:
-		return 480, "Temporarily Unavailable"
-	default:
-		return code, res.Reason
-	}
-}
 
 // keep imports used when building without later files.
 var _ = msdp.SendRecv

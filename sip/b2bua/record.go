@@ -6,29 +6,33 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pbx2teams/pbx2teams"
 )
 
-// Direction of a call.
+// Direction of a call, seen from the Teams user (the root package's
+// values; the names say which way the call goes).
 const (
-	ToTeams   = "to_teams"   // PBX → Teams
-	FromTeams = "from_teams" // Teams → PBX
+	ToTeams   = pbx2teams.DirectionInbound  // PBX → Teams
+	FromTeams = pbx2teams.DirectionOutbound // Teams → PBX
 )
 
-// Results of a call.
+// Results of a call (the root package's values).
 const (
-	ResultAnswered  = "answered"
-	ResultBusy      = "busy"
-	ResultNoAnswer  = "no_answer"
-	ResultDeclined  = "declined"
-	ResultCancelled = "cancelled"
-	ResultRejected  = "rejected" // refused before ringing anyone (not found, forbidden, no codec...)
-	ResultFailed    = "failed"
+	ResultAnswered  = pbx2teams.ResultAnswered
+	ResultBusy      = pbx2teams.ResultBusy
+	ResultNoAnswer  = pbx2teams.ResultNoAnswer
+	ResultDeclined  = pbx2teams.ResultDeclined
+	ResultCancelled = pbx2teams.ResultCancelled
+	ResultRejected  = pbx2teams.ResultRejected
+	ResultFailed    = pbx2teams.ResultFailed
 )
 
 // Who or what ended a call.
 const (
 	endPBX      = "pbx"
 	endTeams    = "teams"
+	endUser     = "user" // the Phone App user, from the dialler tab
 	endTimeout  = "timeout"
 	endMedia    = "media_timeout"
 	endSession  = "session_timer"
@@ -36,68 +40,17 @@ const (
 	endShutdown = "shutdown"
 )
 
-// Record is one call as kept for the call log. It is the B2BUA's proposal
-// for the root package's call record (see the package README in the
-// report): plain data, safe to store and to return from the API.
-type Record struct {
-	ID        string `json:"id"`
-	AccountID string `json:"account_id"`
-	UserID    string `json:"user_id"`
-	Direction string `json:"direction"` // to_teams, from_teams
-	// From and To are the caller's and callee's numbers as signalled.
-	From       string    `json:"from"`
-	FromName   string    `json:"from_name,omitempty"`
-	To         string    `json:"to"`
-	StartedAt  time.Time `json:"started_at"`
-	AnsweredAt time.Time `json:"answered_at,omitzero"`
-	EndedAt    time.Time `json:"ended_at"`
-	Result     string    `json:"result"`
-	// PBXStatus and TeamsStatus are the final SIP statuses of each leg's
-	// initial INVITE (0 when the leg was never tried).
-	PBXStatus   int    `json:"pbx_status"`
-	TeamsStatus int    `json:"teams_status"`
-	EndedBy     string `json:"ended_by,omitempty"` // pbx, teams, timeout, media_timeout, session_timer, error, shutdown
-	// Advice explains a failure in plain words and says what to check.
-	Advice string      `json:"advice,omitempty"`
-	Media  MediaRecord `json:"media"`
-	// TeamsProxy is the Microsoft proxy that took the call.
-	TeamsProxy string `json:"teams_proxy,omitempty"`
-	// AddedDelay is what the B2BUA itself added to the set-up of an
-	// answered call: from the caller's INVITE to our 200, minus the time
-	// spent waiting for the called side to answer.
-	AddedDelay time.Duration `json:"added_delay_ns,omitempty"`
-}
+// Record is one call as kept for the call log.
+type Record = pbx2teams.CallRecord
 
 // MediaRecord are the relay's counters of a call.
-type MediaRecord struct {
-	Codec          string        `json:"codec,omitempty"`
-	PacketsFromPBX uint64        `json:"packets_from_pbx"`
-	PacketsToPBX   uint64        `json:"packets_to_pbx"`
-	PacketsFromMS  uint64        `json:"packets_from_teams"`
-	PacketsToMS    uint64        `json:"packets_to_teams"`
-	LostFromPBX    int64         `json:"lost_from_pbx"`
-	LostFromMS     int64         `json:"lost_from_teams"`
-	JitterPBX      time.Duration `json:"jitter_pbx_ns"`
-	JitterMS       time.Duration `json:"jitter_teams_ns"`
-	SRTPFailures   uint64        `json:"srtp_failures"`
-	SRTPPBX        bool          `json:"srtp_pbx"` // the PBX leg used SRTP
-}
+type MediaRecord = pbx2teams.CallMedia
 
 // TraceMessage is one SIP message of a call's trace.
-type TraceMessage struct {
-	At        time.Time `json:"at"`
-	Leg       string    `json:"leg"`               // pbx or teams
-	Direction string    `json:"direction"`         // in (to pbx2teams) or out
-	Summary   string    `json:"summary"`           // start line
-	Message   string    `json:"message,omitempty"` // the message, credentials removed (see Config.TraceFull)
-}
+type TraceMessage = pbx2teams.TraceMessage
 
 // Trace is the SIP ladder of one call.
-type Trace struct {
-	CallID   string         `json:"call_id"`
-	Messages []TraceMessage `json:"messages"`
-	Dropped  int            `json:"dropped,omitempty"` // messages past the limit
-}
+type Trace = pbx2teams.CallTrace
 
 // Recorder receives every call's record and trace when it ends. It is
 // called from the call's goroutine and must not block for long.
@@ -117,7 +70,8 @@ func (f RecorderFunc) CallEnded(r *Record, t *Trace) { f(r, t) }
 type traceBuf struct {
 	mu      sync.Mutex
 	limit   int
-	callID  string
+	recID   string
+	callID  string // SIP Call-ID of the call's first leg
 	entries []traceEntry
 	dropped int
 }
@@ -137,6 +91,11 @@ func (tb *traceBuf) add(legName, dir string, m sip.Message) {
 	}
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
+	if tb.callID == "" {
+		if x, ok := m.(*sip.Request); ok && x.CallID() != nil {
+			tb.callID = x.CallID().Value()
+		}
+	}
 	if len(tb.entries) >= tb.limit {
 		tb.dropped++
 		return
@@ -149,7 +108,7 @@ func (tb *traceBuf) add(legName, dir string, m sip.Message) {
 func (tb *traceBuf) render(full bool) *Trace {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	t := &Trace{CallID: tb.callID, Dropped: tb.dropped, Messages: make([]TraceMessage, 0, len(tb.entries))}
+	t := &Trace{CallRecordID: tb.recID, CallID: tb.callID, Dropped: tb.dropped, Messages: make([]TraceMessage, 0, len(tb.entries))}
 	for _, e := range tb.entries {
 		tm := TraceMessage{At: e.at.UTC(), Leg: e.leg, Direction: e.dir}
 		switch x := e.msg.(type) {

@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pbx2teams/pbx2teams/sip/federation"
 	"github.com/pbx2teams/pbx2teams/sip/sipx"
 	"github.com/pbx2teams/pbx2teams/sip/teams"
 )
@@ -24,7 +25,15 @@ type side struct {
 	udp     sip.Addr                 // PBX side: requests over UDP leave from the listener
 	ua      string
 	trunk   *teams.Trunk
+	fed     *federation.Link // the Phone App side
 	stack   *sipx.Stack
+}
+
+// newFedSide is the Phone App leg's side: a Teams side (relay leg B,
+// SRTP) reached through the federation edge.
+func newFedSide(b *B2BUA, l *federation.Link) *side {
+	return &side{b: b, name: "teams", teams: true, fed: l, deflt: "tls", ua: "pbx2teams",
+		clients: map[string]*sipgo.Client{"tls": l.Client()}}
 }
 
 func newPBXSide(b *B2BUA, st *sipx.Stack) (*side, error) {
@@ -65,6 +74,10 @@ func (s *side) client(transport string) *sipgo.Client {
 
 // decorate adds the side's identification headers to a message we send.
 func (s *side) decorate(m sip.Message) {
+	if s.fed != nil {
+		s.fed.AddHeaders(m)
+		return
+	}
 	if s.teams {
 		s.trunk.AddHeaders(m)
 		return

@@ -54,8 +54,9 @@ func (b *B2BUA) toTeams(req *sip.Request, tx sip.ServerTransaction) {
 	// Only users with a live registration, and only from the PBX that
 	// registration is held with: a scanner guessing Contacts, or another
 	// host replaying one, rings nobody.
-	if u.Type != pbx2teams.ServiceStandard || !u.ConsumesLicences() {
-		reject(404, "Not Found", "user not a standard user")
+	phoneApp := u.Type == pbx2teams.ServicePhoneApp && b.fed != nil
+	if (u.Type != pbx2teams.ServiceStandard && !phoneApp) || !u.ConsumesLicences() {
+		reject(404, "Not Found", "user not a standard or Phone App user")
 		return
 	}
 	addrs, registered := b.cfg.Registrations.PBXAddresses(u.ID)
@@ -65,6 +66,10 @@ func (b *B2BUA) toTeams(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if !fromAny(req, addrs) {
 		reject(403, "Forbidden", "source is not the PBX of the registration")
+		return
+	}
+	if phoneApp {
+		b.callToPhoneApp(req, tx, u, received)
 		return
 	}
 	b.callToTeams(req, tx, u, received)
@@ -137,9 +142,20 @@ func callerOf(req *sip.Request) (number, name string) {
 	return number, name
 }
 
-// callToTeams runs a PBX → Teams call to its end of setup.
+// teamsDial is how the Teams leg of a PBX → Teams call is placed: through
+// the Direct Routing trunk, or through the Phone App leg.
+type teamsDial struct {
+	leg *leg
+	// invite sends the INVITE and returns the final response (nil when
+	// nobody answered), the Microsoft peer that took it, and a diagnostic.
+	invite func(ctx context.Context, offer []byte, onProvisional func(*sip.Response)) (*sip.Response, string, string)
+	// advice explains a final status of the Teams leg.
+	advice func(status int, warn string) string
+}
+
+// callToTeams runs a PBX → Teams call of a standard user (Direct
+// Routing) to its end of setup.
 func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2teams.User, received time.Time) {
-	s := b.pbx
 	number, ok := teams.E164(u.PhoneNumber)
 	fqdn, okF := b.cfg.Customers.FQDN(u.AccountID)
 	if !ok || !okF {
@@ -148,35 +164,50 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 		if !okF {
 			why = "The customer has no SBC subdomain configured."
 		}
-		s.reply(req, tx, 480, "Temporarily Unavailable", why)
+		b.pbx.reply(req, tx, 480, "Temporarily Unavailable", why)
 		return
 	}
+	b.bridgeToTeams(req, tx, u, received, number, func(c *call, caller, callerName string) teamsDial {
+		callerNum := teams.CallerNumber(caller)
+		t := newUAC(c, b.teams, newTag()+newTag(),
+			teams.NumberURI(callerNum, fqdn), teams.NumberURI(number, fqdn), callerName, "",
+			b.cfg.Trunk.Contact(callerNum, fqdn))
+		return teamsDial{leg: t,
+			invite: func(ctx context.Context, offer []byte, onProv func(*sip.Response)) (*sip.Response, string, string) {
+				return c.inviteTeams(ctx, t, number, offer, onProv)
+			},
+			advice: func(status int, warn string) string { return adviceFor("teams", status, warn) },
+		}
+	})
+}
+
+// bridgeToTeams runs a PBX → Teams call to its end of setup: the PBX leg
+// answers as the Teams leg does. to is the called party for the record;
+// mk makes the Teams leg once the call exists.
+func (b *B2BUA) bridgeToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2teams.User, received time.Time, to string,
+	mk func(c *call, caller, callerName string) teamsDial) {
+	s := b.pbx
 	c := b.newCall(ToTeams, u)
 	c.received = received
 	caller, callerName := callerOf(req)
-	c.rec.From, c.rec.FromName, c.rec.To = caller, callerName, number
+	c.rec.From, c.rec.FromName, c.rec.To = caller, callerName, to
+	if u.Type == pbx2teams.ServicePhoneApp {
+		c.rec.Route = pbx2teams.RoutePhoneApp
+		c.live = &liveState{lc: pbx2teams.LiveCall{ID: c.id, AccountID: u.AccountID, UserID: u.ID,
+			Direction: pbx2teams.DirectionInbound, Remote: caller, RemoteName: callerName,
+			State: pbx2teams.CallIncoming, StartedAt: c.rec.StartedAt}}
+	}
 	if !b.addCall(c) {
 		s.reply(req, tx, 503, "Service Unavailable", "")
 		c.media.Close()
 		return
 	}
+	c.liveStarted()
 	a := newUAS(c, s, req, tx)
 	a.contact = s.pbxContact(u.ContactUser, req.Transport())
 	c.setLeg(a)
 	// No explicit 100: the transaction layer sends one if nothing else
 	// goes out within 200 ms, and Teams/the PBX usually ring sooner.
-
-	fail := func(code int, reason, advice string, hdrs ...sip.Header) {
-		c.mu.Lock()
-		c.rec.PBXStatus = code
-		if c.rec.Result == "" {
-			c.rec.Result = resultOf(code)
-		}
-		c.rec.Advice = advice
-		c.mu.Unlock()
-		_ = a.respond(code, reason, nil, hdrs...)
-		c.hangup(endError, advice)
-	}
 
 	pbxOffer := req.Body()
 	var offer []byte
@@ -184,7 +215,7 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 	delayed := len(pbxOffer) == 0
 	if delayed {
 		// The PBX makes no offer; Teams needs one (no delayed offer in
-		// Direct Routing), so the relay writes its own.
+		// Direct Routing or federation), so the relay writes its own.
 		offer, err = c.media.OfferTo(teamsMediaLeg, msdp.SendRecv)
 	} else {
 		offer, err = c.media.OfferFromA(pbxOffer)
@@ -193,14 +224,12 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 	if err != nil {
 		code, reason := statusOf(err)
 		c.rec.Result = ResultRejected
-		fail(code, reason, pbx2teams.ErrorMessage(err), warning(err))
+		c.failSetup(a, code, reason, pbx2teams.ErrorMessage(err), warning(err))
 		return
 	}
 
-	callerNum := teams.CallerNumber(caller)
-	t := newUAC(c, b.teams, newTag()+newTag(),
-		teams.NumberURI(callerNum, fqdn), teams.NumberURI(number, fqdn), callerName, "",
-		b.cfg.Trunk.Contact(callerNum, fqdn))
+	d := mk(c, caller, callerName)
+	t := d.leg
 	c.setLeg(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RingTimeout)
@@ -239,32 +268,13 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 		}
 	}
 
-	res, proxy, warn := c.inviteTeams(ctx, t, number, offer, onProvisional)
+	res, peer, warn := d.invite(ctx, offer, onProvisional)
 	c.mu.Lock()
 	byPBX := cancelledByPBX
-	c.rec.TeamsProxy = proxy
+	c.rec.TeamsPeer = peer
 	c.mu.Unlock()
 	if res == nil || !res.IsSuccess() {
-		if res != nil {
-			c.rec.TeamsStatus = res.StatusCode
-		}
-		switch {
-		case byPBX:
-			// The transaction layer already answered 487.
-			c.rec.PBXStatus, c.rec.Result = 487, ResultCancelled
-			c.hangup(endPBX, "")
-		case ctx.Err() != nil && !c.ended():
-			c.rec.Result = ResultNoAnswer
-			fail(480, "Temporarily Unavailable", "Nobody answered in Teams within the ring timeout.")
-		case c.ended():
-			// Shut down or hung up meanwhile.
-			_ = a.respond(503, "Service Unavailable", nil)
-		case res == nil:
-			fail(503, "Service Unavailable", adviceFor("teams", 503, warn))
-		default:
-			code, reason := mapStatusToPBX(res)
-			fail(code, reason, adviceFor("teams", res.StatusCode, warn), retryHeaders(res)...)
-		}
+		c.setupFailed(a, t, res, byPBX, ctx.Err() != nil, warn, d.advice, "Nobody answered in Teams within the ring timeout.")
 		return
 	}
 	c.rec.TeamsStatus = res.StatusCode
@@ -279,7 +289,7 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 	}
 	if err != nil {
 		c.rec.Result = ResultFailed
-		fail(488, "Not Acceptable Here", "Teams answered with media the relay cannot use: "+pbx2teams.ErrorMessage(err), warning(err))
+		c.failSetup(a, 488, "Not Acceptable Here", "Teams answered with media the relay cannot use: "+pbx2teams.ErrorMessage(err), warning(err))
 		return
 	}
 	t.sessionAnswered(res)
@@ -293,6 +303,64 @@ func (b *B2BUA) callToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx2t
 		return
 	}
 	c.connect()
+}
+
+// setStatus records the final status of a leg's initial INVITE.
+func (c *call) setStatus(l *leg, code int) {
+	if l.s.teams {
+		c.rec.TeamsStatus = code
+	} else {
+		c.rec.PBXStatus = code
+	}
+}
+
+// failSetup answers the caller's INVITE on a with a failure and ends the
+// call.
+func (c *call) failSetup(a *leg, code int, reason, advice string, hdrs ...sip.Header) {
+	c.mu.Lock()
+	c.setStatus(a, code)
+	if c.rec.Result == "" {
+		c.rec.Result = resultOf(code)
+	}
+	c.rec.Advice = advice
+	c.mu.Unlock()
+	_ = a.respond(code, reason, nil, hdrs...)
+	c.hangup(endError, advice)
+}
+
+// setupFailed ends a call whose outgoing INVITE (on called) did not
+// succeed, answering the caller's INVITE (on a) as a desk phone's call
+// would be: the caller's CANCEL, the ring timeout, a lost call, or the
+// called side's status mapped by mapFailure. The same mapping serves
+// both directions and both routes to Teams.
+func (c *call) setupFailed(a, called *leg, res *sip.Response, cancelled, timedOut bool, warn string, advice func(int, string) string, noAnswer string) {
+	if res != nil {
+		c.setStatus(called, res.StatusCode)
+	}
+	switch {
+	case cancelled:
+		// The transaction layer already answered 487.
+		c.setStatus(a, 487)
+		c.rec.Result = ResultCancelled
+		c.hangup(sideEnd(a), "")
+	case timedOut && !c.ended():
+		c.rec.Result = ResultNoAnswer
+		c.failSetup(a, 480, "Temporarily Unavailable", noAnswer)
+	case c.ended():
+		// Shut down or hung up meanwhile.
+		_ = a.respond(503, "Service Unavailable", nil)
+	case res == nil:
+		c.failSetup(a, 503, "Service Unavailable", advice(503, warn))
+	default:
+		code, reason := mapFailure(res)
+		var hdrs []sip.Header
+		if !a.s.teams {
+			// The PBX backs off too; Microsoft would take a 503 with
+			// Retry-After as the whole SBC being overloaded.
+			hdrs = retryHeaders(res)
+		}
+		c.failSetup(a, code, reason, advice(res.StatusCode, warn), hdrs...)
+	}
 }
 
 // teamsMediaLeg and pbxMediaLeg name the relay legs.
@@ -371,15 +439,16 @@ func clipText(s string, n int) string {
 	return s
 }
 
-// mapStatusToPBX maps a final failure from Teams to what the PBX gets.
-// Most statuses pass unchanged; those that would make a PBX retry or
-// misroute are adjusted.
-func mapStatusToPBX(res *sip.Response) (int, string) {
+// mapFailure maps a final failure of the called side to what the caller
+// gets. Most statuses pass unchanged; authentication challenges (the
+// caller cannot answer them) become 403 and redirects (not followed)
+// become 480.
+func mapFailure(res *sip.Response) (int, string) {
 	switch code := res.StatusCode; {
 	case code == 401 || code == 407:
-		return 403, "Forbidden" // Teams' challenges are not for the PBX to answer
+		return 403, "Forbidden"
 	case code >= 300 && code < 400:
-		return 480, "Temporarily Unavailable" // we do not follow redirects
+		return 480, "Temporarily Unavailable"
 	default:
 		return code, res.Reason
 	}

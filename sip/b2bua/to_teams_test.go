@@ -301,8 +301,8 @@ func TestPBXToTeamsFailover(t *testing.T) {
 	}
 	_ = sess.Bye(ctx)
 	rec := e.Rec.next(t)
-	if rec.TeamsProxy != simteams.DefaultProxies[1] {
-		t.Errorf("record proxy %q", rec.TeamsProxy)
+	if rec.TeamsPeer != simteams.DefaultProxies[1] {
+		t.Errorf("record proxy %q", rec.TeamsPeer)
 	}
 	// A silent proxy: the attempt times out and the next one takes it.
 	first.SetMode(simteams.Up)
