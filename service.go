@@ -25,6 +25,10 @@ type Service struct {
 	Now func() time.Time
 	// SessionTTL is how long a portal session lasts (default 12 h).
 	SessionTTL time.Duration
+	// CallTraceRetention and CallRecordRetention are how long PruneCalls
+	// keeps call traces and call records (defaults 7 and 90 days).
+	CallTraceRetention  time.Duration
+	CallRecordRetention time.Duration
 
 	mu        sync.Mutex
 	listeners []ConfigListener

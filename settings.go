@@ -206,10 +206,15 @@ func (s *Service) TeamsSettings(ctx context.Context, p *Principal, accountID str
 		return nil, err
 	}
 	ts, err := s.Store.TeamsSettings(ctx, acc.ID)
-	if ErrorCode(err) == ENotFound {
-		return &TeamsSettings{AccountID: acc.ID, SyncIntervalMinutes: 60}, nil
+	if err != nil && ErrorCode(err) != ENotFound {
+		return nil, err
 	}
-	return ts, err
+	if ts == nil || ts.SBCLabel == "" {
+		// Every customer has an SBC label; one created before labels
+		// existed gets its default on first read.
+		return s.assignDefaultSBCLabel(ctx, acc)
+	}
+	return ts, nil
 }
 
 // TeamsOptions are the customer-editable Teams services switches; nil
@@ -220,11 +225,19 @@ type TeamsOptions struct {
 	StandardGroups      []Group `json:"standard_groups,omitempty"`
 	PhoneAppGroup       *Group  `json:"phone_app_group,omitempty"`
 	SyncIntervalMinutes *int    `json:"sync_interval_minutes,omitempty"`
+	// SBCLabel changes the customer's SBC subdomain label (see SetSBCLabel).
+	SBCLabel *string `json:"sbc_label,omitempty"`
 }
 
 // SetTeamsOptions changes the Teams services switches. Phone App can only be
 // enabled with an active phone-app-user licence.
 func (s *Service) SetTeamsOptions(ctx context.Context, p *Principal, accountID string, o TeamsOptions) (*TeamsSettings, error) {
+	var label string
+	if o.SBCLabel != nil {
+		if label = NormalizeSBCLabel(*o.SBCLabel); !ValidSBCLabel(label) {
+			return nil, sbcLabelError(label)
+		}
+	}
 	var out *TeamsSettings
 	err := s.Store.InTx(ctx, func(q Queries) error {
 		acc, err := s.customerAccount(ctx, q, p, accountID, true)
@@ -287,6 +300,17 @@ func (s *Service) SetTeamsOptions(ctx context.Context, p *Principal, accountID s
 			}
 			ts.SyncIntervalMinutes = *o.SyncIntervalMinutes
 			changes = append(changes, fmt.Sprintf("sync interval=%dm", ts.SyncIntervalMinutes))
+		}
+		if o.SBCLabel != nil {
+			detail, err := setSBCLabel(ctx, q, acc, ts, label)
+			if err != nil {
+				return err
+			}
+			if detail != "" {
+				changes = append(changes, detail)
+			}
+		} else if _, err := ensureSBCLabel(ctx, q, acc, ts); err != nil {
+			return err
 		}
 		ts.UpdatedAt = s.now()
 		if err := q.PutTeamsSettings(ctx, ts); err != nil {

@@ -49,7 +49,13 @@ type Queries interface {
 	PBXSettings(ctx context.Context, accountID string) (*PBXSettings, error)
 	PutPBXSettings(ctx context.Context, s *PBXSettings) error
 	TeamsSettings(ctx context.Context, accountID string) (*TeamsSettings, error)
+	// PutTeamsSettings inserts or replaces the settings; an empty SBCLabel
+	// keeps the stored one, and a label another account has is refused
+	// with EConflict.
 	PutTeamsSettings(ctx context.Context, s *TeamsSettings) error
+	// AccountBySBCLabel returns the account whose Teams settings have the
+	// SBC label (ENotFound if none).
+	AccountBySBCLabel(ctx context.Context, label string) (accountID string, err error)
 
 	// UpsertDirectoryUser inserts the user or updates the identity fields
 	// (ObjectID, UPN, DisplayName, Mail, Enabled, Kind, HasTeamsPhone,
@@ -102,6 +108,7 @@ type Queries interface {
 	PutSetting(ctx context.Context, key, value string) error
 
 	SyncQueries
+	CallStore
 }
 
 // SyncQueries is the data access of the Microsoft 365 directory sync (see

@@ -525,6 +525,7 @@ func schemas() m {
 			"standard_groups":         array(schemaRef("Group"), "Groups of standard users (Large Tenant Mode)."),
 			"phone_app_group":         schemaRef("Group"),
 			"sync_interval_minutes":   integer("Automatic sync interval; 0 is off."),
+			"sbc_label":               str("The customer's label under the provider's SBC base FQDN (label.sbc.example.com): the SBC name the customer adds to Microsoft 365 and Teams Direct Routing. Unique across customers; a default from the customer's name is assigned."),
 			"updated_at":              dateTime("Last change."),
 		}),
 		"TeamsOptions": input("Teams services switches to change; fields left out stay as they are.", nil, m{
@@ -533,6 +534,8 @@ func schemas() m {
 			"standard_groups":       array(schemaRef("Group"), "Groups of standard users; [] clears them."),
 			"phone_app_group":       schemaRef("Group"),
 			"sync_interval_minutes": m{"type": "integer", "minimum": 0, "maximum": 10080, "description": "Automatic sync interval; 0 is off."},
+			"sbc_label": m{"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", "maxLength": 63,
+				"description": "A new SBC label: one DNS label of lowercase letters, digits and '-' (upper case is lowered). Another customer's label is refused (409). Changing it changes the customer's SBC FQDN: update the domain in Microsoft 365 and the PSTN gateway in Teams."},
 		}),
 		"ServiceType": strEnum("How the user's PBX line reaches Teams: standard (Direct Routing, needs Teams Phone) or phone_app (the Phone App); empty when not configured.",
 			"", string(pbx2teams.ServiceStandard), string(pbx2teams.ServicePhoneApp)),

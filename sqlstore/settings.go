@@ -83,11 +83,11 @@ func (q *queries) TeamsSettings(ctx context.Context, accountID string) (*pbx2tea
 	var groups, phoneAppGroup string
 	err := q.queryRow(ctx, `SELECT account_id, tenant_id, tenant_name, consented_at, consent_error,
 	phone_app_enabled, phone_app_authorized_at, large_tenant_mode, standard_groups, phone_app_group,
-	sync_interval_minutes, updated_at
+	sync_interval_minutes, sbc_label, updated_at
 FROM teams_settings WHERE account_id = ?`, accountID).Scan(
 		&s.AccountID, &s.TenantID, &s.TenantName, nullTimeDest{&s.ConsentedAt}, &s.ConsentError,
 		&s.PhoneAppEnabled, nullTimeDest{&s.PhoneAppAuthorizedAt}, &s.LargeTenantMode, &groups, &phoneAppGroup,
-		&s.SyncIntervalMinutes, timeDest{&s.UpdatedAt})
+		&s.SyncIntervalMinutes, &s.SBCLabel, timeDest{&s.UpdatedAt})
 	if err != nil {
 		return nil, rowErr(err, "Teams settings", "teams settings")
 	}
@@ -106,7 +106,8 @@ FROM teams_settings WHERE account_id = ?`, accountID).Scan(
 }
 
 // PutTeamsSettings inserts or replaces the Teams settings of s.AccountID.
-// The groups are stored as JSON text.
+// The groups are stored as JSON text. An empty SBCLabel keeps the stored
+// label (s gets it back); a label another account has is EConflict.
 func (q *queries) PutTeamsSettings(ctx context.Context, s *pbx2teams.TeamsSettings) error {
 	if s.UpdatedAt.IsZero() {
 		s.UpdatedAt = time.Now()
@@ -130,20 +131,29 @@ func (q *queries) PutTeamsSettings(ctx context.Context, s *pbx2teams.TeamsSettin
 		}
 		phoneAppGroup = string(b)
 	}
-	_, err := q.exec(ctx, `INSERT INTO teams_settings (account_id, tenant_id, tenant_name, consented_at, consent_error,
+	var label string
+	err := q.queryRowW(ctx, `INSERT INTO teams_settings (account_id, tenant_id, tenant_name, consented_at, consent_error,
 	phone_app_enabled, phone_app_authorized_at, large_tenant_mode, standard_groups, phone_app_group,
-	sync_interval_minutes, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	sync_interval_minutes, sbc_label, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account_id) DO UPDATE SET
 	tenant_id = excluded.tenant_id, tenant_name = excluded.tenant_name, consented_at = excluded.consented_at,
 	consent_error = excluded.consent_error, phone_app_enabled = excluded.phone_app_enabled,
 	phone_app_authorized_at = excluded.phone_app_authorized_at, large_tenant_mode = excluded.large_tenant_mode,
 	standard_groups = excluded.standard_groups, phone_app_group = excluded.phone_app_group,
-	sync_interval_minutes = excluded.sync_interval_minutes, updated_at = excluded.updated_at`,
+	sync_interval_minutes = excluded.sync_interval_minutes,
+	sbc_label = CASE WHEN excluded.sbc_label <> '' THEN excluded.sbc_label ELSE teams_settings.sbc_label END,
+	updated_at = excluded.updated_at
+RETURNING sbc_label`,
 		s.AccountID, s.TenantID, s.TenantName, q.d.nt(s.ConsentedAt), s.ConsentError,
 		s.PhoneAppEnabled, q.d.nt(s.PhoneAppAuthorizedAt), s.LargeTenantMode, groups, phoneAppGroup,
-		s.SyncIntervalMinutes, q.d.t(s.UpdatedAt))
-	return q.writeErr(err, "put teams settings", "", "Account not found.")
+		s.SyncIntervalMinutes, s.SBCLabel, q.d.t(s.UpdatedAt)).Scan(&label)
+	if err := q.writeErr(err, "put teams settings",
+		fmt.Sprintf("The SBC label %s is already used by another customer; choose another one.", s.SBCLabel), "Account not found."); err != nil {
+		return err
+	}
+	s.SBCLabel = label
+	return nil
 }
 
 // Setting returns the value of the node-wide setting, "" when unset.

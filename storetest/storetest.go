@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) pbx2teams.Store) {
 		{"LockAccountSerialises", testLockAccountSerialises},
 	}
 	tests = append(tests, syncTests...)
+	tests = append(tests, callTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// Each subtest has its own store, so they may overlap; on
