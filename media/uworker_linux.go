@@ -73,7 +73,7 @@ const (
 	uringBufs     = 4096 // receive buffers, and as many send slots
 	uringBufSize  = 2048
 	uringSlotSize = 2048 + 64
-	uringPerTurn  = 1024 // completions handled before the next submission
+	uringPerTurn  = 8 // completions handled before the next submission
 )
 
 func newUworker(r *Relay) (*uworker, error) {

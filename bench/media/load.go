@@ -59,25 +59,44 @@ type stream struct {
 
 	sent atomic.Uint64
 	recv atomic.Uint64
+
+	// Kernel transmit timestamps of the last packets sent, by sequence
+	// number modulo txHistory.
+	txAt  [txHistory]int64
+	txSeq [txHistory]uint16
+}
+
+// txHistory packets (1.28 s) of transmit timestamps are kept per stream.
+const txHistory = 64
+
+// txRing maps a socket's transmit timestamp keys (its datagram counter)
+// back to the stream and sequence number sent.
+type txRing struct {
+	key    uint32 // key of the next datagram sent
+	stream [4096]int32
+	seq    [4096]uint16
 }
 
 type receiverStats struct {
 	received, inWindow, corrupt, authFail, stray, noStamp uint64
+	noTxStamp                                             uint64 // latency from the payload's send time instead
 	negative, over                                        uint64 // latencies below 0 or above the histogram
 	hist                                                  [nBuckets]uint64
 }
 
 type load struct {
-	calls    int
-	tick     time.Duration
-	streams  []stream
-	pbx      *net.UDPConn // leg A side of every call
-	teams    *net.UDPConn // leg B side of every call
-	pbxFD    int
-	teamsFD  int
-	rxb      [2]*batch
-	plainBuf []byte
-	hdr      rtp.Header
+	calls     int
+	tick      time.Duration
+	streams   []stream
+	pbxFD     int // leg A side of every call
+	teamsFD   int // leg B side of every call
+	pbxPort   int
+	teamsPort int
+	rxb       [2]*batch
+	errb      *batch
+	tx        [2]txRing // by sending socket: 0 the PBX one, 1 the Teams one
+	plainBuf  []byte
+	hdr       rtp.Header
 
 	winStart, winEnd atomic.Int64
 	stop             atomic.Bool
@@ -92,22 +111,18 @@ func (l *load) now() int64 { return time.Now().UnixNano() }
 func newLoad(calls int, tick time.Duration) (*load, error) {
 	l := &load{calls: calls, tick: tick, streams: make([]stream, 2*calls), plainBuf: make([]byte, 2048)}
 	var err error
-	if l.pbx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+	if l.pbxFD, l.pbxPort, err = openGenSocket(32 << 20); err != nil {
 		return nil, err
 	}
-	if l.teams, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		return nil, err
-	}
-	if l.pbxFD, err = prepare(l.pbx, 32<<20); err != nil {
-		return nil, err
-	}
-	if l.teamsFD, err = prepare(l.teams, 32<<20); err != nil {
+	if l.teamsFD, l.teamsPort, err = openGenSocket(32 << 20); err != nil {
+		unix.Close(l.pbxFD)
 		return nil, err
 	}
 	for d := range l.rx {
 		l.rx[d] = &receiverStats{}
 		l.rxb[d] = newBatch(256, 2048, true)
 	}
+	l.errb = newBatch(256, 64, true)
 	for i := range l.streams {
 		s := &l.streams[i]
 		s.call, s.dir, s.ssrc = i/2, i%2, ssrcBase+uint32(i)
@@ -119,8 +134,11 @@ func newLoad(calls int, tick time.Duration) (*load, error) {
 }
 
 func (l *load) close() {
-	l.pbx.Close()
-	l.teams.Close()
+	if l.pbxFD >= 0 {
+		unix.Close(l.pbxFD)
+		unix.Close(l.teamsFD)
+		l.pbxFD, l.teamsFD = -1, -1
+	}
 }
 
 func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
@@ -168,7 +186,7 @@ func (l *load) setupCall(ctx context.Context, cl *ng.Client, fl relayFlavour, pr
 	id := fmt.Sprintf("%s-%d", prefix, i)
 	offer := fmt.Sprintf("v=0\r\no=gen %d 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
 		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
-		i, port(l.pbx))
+		i, l.pbxPort)
 	cmd := ng.Dict{"command": "offer", "call-id": id, "from-tag": "a", "sdp": offer}
 	for k, v := range fl.offerExt {
 		cmd[k] = v
@@ -210,7 +228,7 @@ func (l *load) setupCall(ctx context.Context, cl *ng.Client, fl relayFlavour, pr
 	}
 	answer := fmt.Sprintf("v=0\r\no=teams %d 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
 		"m=audio %d RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n%sa=crypto:%s\r\na=sendrecv\r\n",
-		i, port(l.teams), mux, sdp.Crypto{Tag: relayKey.Tag, Suite: relayKey.Suite, Key: key})
+		i, l.teamsPort, mux, sdp.Crypto{Tag: relayKey.Tag, Suite: relayKey.Suite, Key: key})
 	cmd = ng.Dict{"command": "answer", "call-id": id, "from-tag": "a", "to-tag": "b", "sdp": answer}
 	for k, v := range fl.offerExt {
 		if k != "transport-protocol" {
@@ -232,11 +250,18 @@ func (l *load) setupCall(ctx context.Context, cl *ng.Client, fl relayFlavour, pr
 }
 
 // run paces every stream at one packet per 20 ms, spreading the streams
-// evenly over the period in ticks, and after each tick drains both
-// sockets, until stop is set. One goroutine does everything: latency comes
-// from the kernel's receive timestamps, not from when the generator gets
-// round to reading, so it need not wake for every packet (on this kind of
-// VM each wake-up and system call costs microseconds).
+// evenly over the period in ticks, until stop is set. One goroutine does
+// everything. Go's timers wake it at best to the millisecond when it is
+// otherwise idle, so packets leave in bursts of about a millisecond's
+// worth; within a burst each send costs the generator a few microseconds
+// (it pays for the loopback delivery to the relay's sockets), which
+// spaces them out about as fast as a relay can take them. Precise
+// sleeping (clock_nanosleep with a 1 ns slack) would cost a timer
+// interrupt per tick, which on this kind of VM takes more CPU than the
+// generator has to spare. Every drainEvery ticks it collects the
+// transmit timestamps of what it sent and then the packets relayed back;
+// latency comes from the kernel's timestamps, not from when the
+// generator gets round to reading.
 func (l *load) run() error {
 	perPeriod := int(period / l.tick)
 	lists := make([][]int32, perPeriod)
@@ -244,6 +269,7 @@ func (l *load) run() error {
 		k := i % perPeriod
 		lists[k] = append(lists[k], int32(i))
 	}
+	drainEvery := max(1, int(200*time.Microsecond/l.tick))
 	const batchSize = 64
 	bA, bB := newBatch(batchSize, 256, false), newBatch(batchSize, 256, false)
 	nA, nB := 0, 0
@@ -299,6 +325,9 @@ func (l *load) run() error {
 				size = len(out)
 			}
 			b.set(slot, size, &s.to)
+			tr := &l.tx[s.dir]
+			tr.stream[tr.key%uint32(len(tr.stream))], tr.seq[tr.key%uint32(len(tr.seq))] = idx, s.seq
+			tr.key++
 			if s.dir == 0 {
 				if nA++; nA == batchSize {
 					if err := flush(l.pbxFD, bA, &nA); err != nil {
@@ -319,10 +348,48 @@ func (l *load) run() error {
 		if err := flush(l.teamsFD, bB, &nB); err != nil {
 			return err
 		}
-		l.drain(0)
-		l.drain(1)
+		if k%drainEvery == 0 {
+			l.drainAll()
+		}
 	}
 	return nil
+}
+
+// drainAll takes the transmit timestamps first, so that every packet
+// relayed back finds its own.
+func (l *load) drainAll() {
+	l.drainTx(0)
+	l.drainTx(1)
+	l.drain(0)
+	l.drain(1)
+}
+
+// drainTx records the kernel's transmit timestamps of the packets sent
+// on one socket (0: the PBX one, 1: the Teams one) on their streams.
+func (l *load) drainTx(sock int) {
+	fd := l.pbxFD
+	if sock == 1 {
+		fd = l.teamsFD
+	}
+	tr := &l.tx[sock]
+	b := l.errb
+	for {
+		n := recvErrQueue(fd, b)
+		for i := 0; i < n; i++ {
+			ctrl := b.ctrl[i][:b.hdrs[i].Hdr.Controllen]
+			key, ok := txKey(ctrl)
+			at := cmsgTime(ctrl, unix.SO_TIMESTAMPING)
+			if !ok || at == 0 || tr.key-key > uint32(len(tr.stream)) {
+				continue
+			}
+			s := &l.streams[tr.stream[key%uint32(len(tr.stream))]]
+			seq := tr.seq[key%uint32(len(tr.seq))]
+			s.txAt[seq%txHistory], s.txSeq[seq%txHistory] = at, seq
+		}
+		if n < len(b.hdrs) {
+			return
+		}
+	}
 }
 
 // drain reads every datagram queued on one socket: dir 0 (A→B, SRTP)
@@ -391,6 +458,13 @@ func (l *load) check(dir int, st *receiverStats, pkt []byte, rxTime, ws, we int6
 			rxTime = l.now() // no kernel timestamp: fall back to now
 			st.noStamp++
 		}
+		// From the kernel's transmit timestamp when there is one: the
+		// moment the generator's datagram left for the relay.
+		if k := seq % txHistory; s.txSeq[k] == seq && s.txAt[k] != 0 && s.txAt[k] >= sent {
+			sent = s.txAt[k]
+		} else {
+			st.noTxStamp++
+		}
 		bk := (rxTime - sent) / int64(bucketWidth)
 		if bk >= nBuckets {
 			bk = nBuckets - 1
@@ -435,7 +509,7 @@ func (l *load) percentile(p float64) float64 {
 	return float64(nBuckets*bucketWidth) / float64(time.Millisecond)
 }
 
-func (l *load) totals() (sent, received, corrupt, authFail, stray, inWindow, noStamp uint64) {
+func (l *load) totals() (sent, received, corrupt, authFail, stray, inWindow, noStamp, noTx uint64) {
 	for i := range l.streams {
 		sent += l.streams[i].sent.Load()
 	}
@@ -447,6 +521,7 @@ func (l *load) totals() (sent, received, corrupt, authFail, stray, inWindow, noS
 			stray += st.stray
 			inWindow += st.inWindow
 			noStamp += st.noStamp
+			noTx += st.noTxStamp
 		}
 	}
 	return

@@ -12,11 +12,19 @@
 // Each relay runs in its own process, pinned to its own core; its CPU
 // time (user+system, all threads) comes from /proc over the measured
 // window. pps_per_core is packets relayed in that window per second of
-// relay CPU time. Latency runs from the send timestamp in the payload to
-// the kernel's receive timestamp (SO_TIMESTAMPNS) on the generator's
-// socket, so the generator's own scheduling does not count; p99 is over
-// every packet sent in the window. loss_pct is the worst run's share of
-// packets sent and never received intact.
+// relay CPU time. Latency is what the relay adds: from the kernel's
+// transmit timestamp of the generator's datagram (SO_TIMESTAMPING,
+// taken as it leaves for the relay) to the kernel's receive timestamp of
+// the relayed datagram on the generator's socket (SO_TIMESTAMPNS, taken
+// as the relay's send arrives), so the generator's own scheduling and
+// reading delays do not count; p99 is over every packet sent in the
+// window. loss_pct is the worst run's share of packets sent and never
+// received intact.
+//
+// By default (run.sh, BENCH_RT) the generator and the relays' packet
+// threads run SCHED_FIFO, so that other programs on a shared machine do
+// not decide the tail latency; BENCH_RT=0 measures under normal
+// scheduling.
 //
 // Last line:
 //
@@ -54,6 +62,7 @@ type options struct {
 	workers      int
 	engine       string
 	relayProfile string
+	rt           int
 }
 
 type result struct {
@@ -72,6 +81,14 @@ type result struct {
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// envIntZero is envInt where 0 is a valid setting.
+func envIntZero(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
 		return v
 	}
 	return def
@@ -108,6 +125,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only this relay: pbx2teams or rtpengine")
 	flag.IntVar(&o.workers, "workers", 0, "pbx2teams relay workers (0: GOMAXPROCS of the pinned process)")
 	flag.StringVar(&o.engine, "engine", os.Getenv("ENGINE"), "pbx2teams relay engine: io_uring or epoll (env ENGINE; default: io_uring where available)")
+	flag.IntVar(&o.rt, "rt", envIntZero("BENCH_RT", 10), "run each relay under test with SCHED_FIFO at this priority (env BENCH_RT; 0: normal scheduling)")
 	flag.StringVar(&o.relayProfile, "relay-cpuprofile", "", "write the pbx2teams relay's CPU profile to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write the generator's CPU profile to this file")
 	flag.Parse()
@@ -129,8 +147,12 @@ func main() {
 
 func run(o options) error {
 	fmt.Printf("# mediabench: %d calls x 2 streams x 50 pps (G.711 20 ms), RTP (PBX side) <-> SRTP AES_CM_128_HMAC_SHA1_80 (Teams side)\n", o.calls)
-	fmt.Printf("# %d runs per relay, %s warm-up + %s measured each; relay pinned to CPU %q, generator GOMAXPROCS=%d, nice %s; %s\n",
-		o.runs, o.warmup, o.duration, o.cpu, runtime.GOMAXPROCS(0), orDefault(os.Getenv("BENCH_NICE"), "0"), machine())
+	sched := "normal scheduling"
+	if o.rt > 0 {
+		sched = fmt.Sprintf("SCHED_FIFO priority %d", o.rt)
+	}
+	fmt.Printf("# %d runs per relay, %s warm-up + %s measured each; relay pinned to CPU %q under %s, generator GOMAXPROCS=%d, nice %s; %s\n",
+		o.runs, o.warmup, o.duration, o.cpu, sched, runtime.GOMAXPROCS(0), orDefault(os.Getenv("BENCH_NICE"), "0"), machine())
 	fmt.Printf("# load before the run: %s", loadavg())
 	relays := []string{"pbx2teams", "rtpengine"}
 	if o.only != "" {
@@ -245,8 +267,12 @@ func startOurs(o options) (*relayProc, error) {
 	}
 	name := exe
 	if o.cpu != "" {
-		args = append([]string{"-c", o.cpu, exe}, args...)
+		args = append([]string{"-c", o.cpu, name}, args...)
 		name = "taskset"
+	}
+	if o.rt > 0 {
+		args = append([]string{"-f", strconv.Itoa(o.rt), name}, args...)
+		name = "chrt"
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Stderr = os.Stderr
@@ -298,7 +324,7 @@ func startEngine(o options) (*relayProc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	e, err := ng.StartRtpengine(ctx, ng.RtpengineOptions{Dir: dir, PortMin: 30000, PortMax: 30000 + 4*o.calls + 199,
-		CPU: o.cpu, Threads: o.rteThreads})
+		CPU: o.cpu, Threads: o.rteThreads, RTPriority: o.rt})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -366,8 +392,7 @@ func runOnce(name string, o options) (result, error) {
 		return res, fmt.Errorf("sender: %v", err)
 	}
 	time.Sleep(time.Second) // let the last packets arrive
-	l.drain(0)
-	l.drain(1)
+	l.drainAll()
 	if name == "pbx2teams" {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if st, err := cl.Command(sctx, ng.Dict{"command": "statistics"}); err == nil {
@@ -377,13 +402,16 @@ func runOnce(name string, o options) (result, error) {
 	}
 	l.close()
 
-	sent, recv, corrupt, authFail, stray, inWindow, noStamp := l.totals()
+	sent, recv, corrupt, authFail, stray, inWindow, noStamp, noTx := l.totals()
 	res.sent, res.recv = sent, recv
 	if corrupt+authFail+stray > 0 {
 		res.extra += fmt.Sprintf(" corrupt=%d auth_fail=%d stray=%d", corrupt, authFail, stray)
 	}
 	if noStamp > 0 {
 		res.extra += fmt.Sprintf(" without_kernel_timestamp=%d", noStamp)
+	}
+	if noTx > 0 {
+		res.extra += fmt.Sprintf(" without_transmit_timestamp=%d", noTx)
 	}
 	for d, st := range l.rx {
 		if st.negative+st.over > 0 {

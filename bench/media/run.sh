@@ -8,6 +8,12 @@
 # BENCH_NICE (default -19, 0 to disable): on a shared machine the
 # benchmark runs in its own session whose scheduler autogroup gets this
 # nice value, shielding both relays alike from other load.
+# BENCH_RT (default 10, 0 to disable): the generator and each relay's
+# packet threads run SCHED_FIFO at this priority (ours under chrt,
+# rtpengine through its own --scheduling=fifo --priority), as a
+# production media relay would be deployed; other programs then cannot
+# delay packets by holding the CPUs. Needs root or CAP_SYS_NICE; without
+# it the benchmark runs under normal scheduling and says so.
 set -eu
 cd "$(dirname "$0")/../.."
 bin="${TMPDIR:-/tmp}/mediabench.$$"
@@ -23,6 +29,14 @@ else
 	echo "# fewer than 2 CPUs or no taskset: relay and generator share CPUs" >&2
 	set -- "$bin" "$@"
 fi
+
+BENCH_RT="${BENCH_RT:-10}"
+if [ "$BENCH_RT" != 0 ] && command -v chrt >/dev/null 2>&1 && chrt -f "$BENCH_RT" true 2>/dev/null; then
+	set -- chrt -f "$BENCH_RT" "$@"
+else
+	BENCH_RT=0
+fi
+export BENCH_RT
 
 BENCH_NICE="${BENCH_NICE:--19}"
 if [ "$BENCH_NICE" != 0 ] && nice -n "$BENCH_NICE" true 2>/dev/null && command -v setsid >/dev/null 2>&1; then

@@ -20,6 +20,7 @@ type RtpengineOptions struct {
 	PortMin, PortMax int    // media port range
 	Threads          int    // --num-threads; 0 keeps rtpengine's default
 	CPU              string // when set, run under "taskset -c CPU"
+	RTPriority       int    // when > 0, its worker threads run SCHED_FIFO at this priority (--scheduling=fifo)
 	LogLevel         int    // default 4 (warnings)
 }
 
@@ -66,8 +67,16 @@ func StartRtpengine(ctx context.Context, o RtpengineOptions) (*Rtpengine, error)
 	}
 	name := o.Binary
 	if o.CPU != "" {
-		args = append([]string{"-c", o.CPU, o.Binary}, args...)
+		args = append([]string{"-c", o.CPU, name}, args...)
 		name = "taskset"
+	}
+	if o.RTPriority > 0 {
+		// rtpengine's own real-time setting, for its packet workers; the
+		// rest of the daemon starts with normal scheduling whatever the
+		// caller's policy.
+		args = append(args, "--scheduling=fifo", "--priority="+strconv.Itoa(o.RTPriority))
+		args = append([]string{"-o", "0", name}, args...)
+		name = "chrt"
 	}
 	logPath := filepath.Join(o.Dir, "rtpengine.log")
 	logFile, err := os.Create(logPath)
