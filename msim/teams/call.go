@@ -37,26 +37,116 @@ type UserOptions struct {
 	Name string
 }
 
-// User is a simulated Teams user with a Direct Routing number.
+// User is a simulated Teams user: found by its Direct Routing number
+// (calls from an SBC) and by its UPN (federated calls from a Phone App
+// domain through the federation edge).
 type User struct {
-	Number string
+	Number string // E.164; "" for a user without a Direct Routing number
+	UPN    string // "" for a user added by number only
 	Tenant *Tenant
 
 	mu       sync.Mutex
 	opts     UserOptions
+	coex     string // coexistence mode; "" is TeamsOnly
+	disabled bool   // account disabled (directory users)
+	calls    []*Call
 	incoming chan *Call
+}
+
+// Coexistence modes (TeamsUpgradePolicy) that matter to the simulator.
+const (
+	TeamsOnly = "TeamsOnly"
+	Islands   = "Islands"
+	SfBOnly   = "SfBOnly"
+)
+
+func newUser(t *Tenant, number, upn string, opts UserOptions) *User {
+	if opts.Endpoints <= 0 {
+		opts.Endpoints = 2
+	}
+	return &User{Number: number, UPN: upn, Tenant: t, opts: opts, incoming: make(chan *Call, 16)}
 }
 
 // AddUser gives the tenant a user with an E.164 number.
 func (t *Tenant) AddUser(number string, opts UserOptions) *User {
-	if opts.Endpoints <= 0 {
-		opts.Endpoints = 2
-	}
-	u := &User{Number: number, Tenant: t, opts: opts, incoming: make(chan *Call, 16)}
+	return t.AddUserUPN("", number, opts)
+}
+
+// AddUserUPN gives the tenant a user with a UPN (how the federation edge
+// finds it) and optionally an E.164 number (how Direct Routing finds it;
+// "" for a Phone App user without Teams Phone). The user starts in
+// TeamsOnly mode.
+func (t *Tenant) AddUserUPN(upn, number string, opts UserOptions) *User {
+	u := newUser(t, number, upn, opts)
 	t.mu.Lock()
-	t.users[number] = u
+	if number != "" {
+		t.users[number] = u
+	}
+	if upn != "" {
+		t.byUPN[strings.ToLower(upn)] = u
+	}
 	t.mu.Unlock()
 	return u
+}
+
+// SetCoexistence sets the user's coexistence mode (TeamsOnly, Islands,
+// SfBOnly, ...), as Grant-CsTeamsUpgradePolicy does; the federation edge
+// rings only TeamsOnly users. For a directory user it lasts until the
+// next call refreshes it from the directory.
+func (u *User) SetCoexistence(mode string) {
+	u.mu.Lock()
+	u.coex = mode
+	u.mu.Unlock()
+}
+
+// Coexistence returns the user's coexistence mode.
+func (u *User) Coexistence() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.coex == "" {
+		return TeamsOnly
+	}
+	return u.coex
+}
+
+// Options returns the user's current behaviour.
+func (u *User) Options() UserOptions { return u.options() }
+
+// Calls lists the user's calls that are ringing or established, oldest
+// first.
+func (u *User) Calls() []*Call {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*Call(nil), u.calls...)
+}
+
+// Call returns the user's live call with a Call-ID, or nil.
+func (u *User) Call(callID string) *Call {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.calls {
+		if c.callID == callID {
+			return c
+		}
+	}
+	return nil
+}
+
+func (u *User) addCall(c *Call) {
+	u.mu.Lock()
+	u.calls = append(u.calls, c)
+	u.mu.Unlock()
+}
+
+func (u *User) dropCall(c *Call) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i, x := range u.calls {
+		if x == c {
+			u.calls = append(u.calls[:i], u.calls[i+1:]...)
+			return
+		}
+	}
 }
 
 // SetOptions changes the user's behaviour for the next calls.
@@ -85,10 +175,35 @@ func (u *User) Incoming(ctx context.Context) (*Call, error) {
 	}
 }
 
+// user finds a user by number; a directory tenant asks the directory.
 func (t *Tenant) user(number string) *User {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.users[number]
+	u, dir := t.users[number], t.fromDirectory
+	t.mu.Unlock()
+	if !dir || t.sim.cfg.Directory == nil {
+		return u
+	}
+	du, ok := t.sim.cfg.Directory.UserByNumber(t.ID, number)
+	if !ok || du.TenantID != t.ID {
+		return nil
+	}
+	return t.sim.directoryUser(du)
+}
+
+// userByUPN finds a user of the tenant by UPN; a directory tenant asks the
+// directory.
+func (t *Tenant) userByUPN(upn string) *User {
+	t.mu.Lock()
+	u, dir := t.byUPN[strings.ToLower(upn)], t.fromDirectory
+	t.mu.Unlock()
+	if !dir || t.sim.cfg.Directory == nil {
+		return u
+	}
+	du, ok := t.sim.cfg.Directory.UserByUPN(upn)
+	if !ok || du.TenantID != t.ID {
+		return nil
+	}
+	return t.sim.directoryUser(du)
 }
 
 // Reinvite is a re-INVITE or UPDATE the SBC sent during a call.
@@ -108,6 +223,11 @@ type Call struct {
 	sim    *Sim
 	dc     *Datacenter
 	callID string
+	// conn, for a call through the federation edge, is the peer's address
+	// on the TLS connection the INVITE came over: in-dialog requests go
+	// back over that connection.
+	conn    string
+	created time.Time
 
 	mu          sync.Mutex
 	invite      *sip.Request // the initial INVITE, received or sent
@@ -134,6 +254,9 @@ type Call struct {
 	transferOK  bool   // Referred-By came back unchanged
 	outgoingRef string // Referred-By we sent in our REFER
 	ringTags    []string
+	answeredAt  time.Time
+	heldByUser  bool // the Teams user put the call on hold
+	heldByPeer  bool // the other side sent a=inactive
 
 	decide chan int // inbound: 200 to answer, other to reject
 	final  chan int // outbound: the final status
@@ -148,11 +271,14 @@ func (c *Call) end(reason string) {
 		c.reason = reason
 		ep := c.ep
 		c.mu.Unlock()
+		c.sim.dropCall(c)
+		if c.User != nil {
+			c.User.dropCall(c)
+		}
 		close(c.ended)
 		if ep != nil {
 			ep.close()
 		}
-		c.sim.dropCall(c)
 	})
 }
 
@@ -338,6 +464,7 @@ func (u *User) dial(ctx context.Context, number string, replaces sip.Header) (*C
 	req.SetBody(body)
 	c.invite = req
 	s.addCall(c)
+	u.addCall(c)
 	tx, err := dc.cli.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
 	if err != nil {
 		c.end("send failed: " + err.Error())
@@ -389,7 +516,7 @@ func (c *Call) Cancel(ctx context.Context) error {
 }
 
 func newCall(s *Sim, dc *Datacenter, u *User, inbound bool) *Call {
-	return &Call{User: u, Inbound: inbound, sim: s, dc: dc, sdp: newSDPBuilder(s.cfg.MediaIP),
+	return &Call{User: u, Inbound: inbound, sim: s, dc: dc, sdp: newSDPBuilder(s.cfg.MediaIP), created: time.Now(),
 		decide: make(chan int, 1), final: make(chan int, 1), ended: make(chan struct{})}
 }
 
@@ -431,7 +558,7 @@ func (c *Call) runOutbound(tx sip.ClientTransaction, req *sip.Request) {
 					c.routes = append(c.routes, u)
 				}
 			}
-			c.answered = true
+			c.answered, c.answeredAt = true, time.Now()
 			c.mu.Unlock()
 			err := c.applyAnswer(res.Body())
 			c.sendAck(res)
@@ -520,6 +647,9 @@ func (c *Call) newRequestSeq(m sip.RequestMethod, seq uint32) *sip.Request {
 		port = 5061
 	}
 	req.SetDestination(dest.Host + ":" + strconv.Itoa(port))
+	if c.conn != "" {
+		req.SetDestination(c.conn)
+	}
 	return req
 }
 
@@ -584,6 +714,9 @@ func (c *Call) reoffer(ctx context.Context, dir msdp.Direction) (int, error) {
 			return res.StatusCode, fmt.Errorf("answer direction %s to our %s", n.dir, dir)
 		}
 		c.ep.setDirection(sdpDirAnd(dir, n.dir.Reverse()))
+		c.mu.Lock()
+		c.heldByUser = dir == msdp.Inactive
+		c.mu.Unlock()
 	}
 	return res.StatusCode, nil
 }
@@ -673,21 +806,7 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		dc.respond(req, tx, 404, "Not Found: getting user info by number from RuntimeAPI failed", 511404)
 		return
 	}
-	c := newCall(s, dc, u, true)
-	c.callID = req.CallID().Value()
-	c.invite = req
-	c.remoteTag, _ = req.From().Params.Get("tag")
-	c.remoteURI, c.remoteName = req.From().Address, req.From().DisplayName
-	c.localURI, c.localName = req.To().Address, req.To().DisplayName
-	c.remoteSeq = req.CSeq().SeqNo
-	c.localSeq = 100
-	c.target = req.Contact().Address
-	for _, h := range req.GetHeaders("Record-Route") {
-		var ru sip.Uri
-		if _, err := sip.ParseAddressValue(h.Value(), &ru, nil); err == nil {
-			c.routes = append(c.routes, ru)
-		}
-	}
+	c := dc.inboundCall(req, u)
 	if rb := req.GetHeader("Referred-By"); rb != nil {
 		c.referredBy = rb.Value()
 		s.mu.Lock()
@@ -702,6 +821,34 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	dc.ring(req, tx, c, neg)
+}
+
+// inboundCall makes the call of an initial INVITE toward u.
+func (dc *Datacenter) inboundCall(req *sip.Request, u *User) *Call {
+	c := newCall(dc.sim, dc, u, true)
+	c.callID = req.CallID().Value()
+	c.invite = req
+	c.remoteTag, _ = req.From().Params.Get("tag")
+	c.remoteURI, c.remoteName = req.From().Address, req.From().DisplayName
+	c.localURI, c.localName = req.To().Address, req.To().DisplayName
+	c.remoteSeq = req.CSeq().SeqNo
+	c.localSeq = 100
+	c.target = req.Contact().Address
+	for _, h := range req.GetHeaders("Record-Route") {
+		var ru sip.Uri
+		if _, err := sip.ParseAddressValue(h.Value(), &ru, nil); err == nil {
+			c.routes = append(c.routes, ru)
+		}
+	}
+	return c
+}
+
+// ring runs an accepted inbound call: 100, a 180 from each of the user's
+// devices, 183 with early media when configured, then the user's (or
+// the test's) decision: 200 with SRTP SDP, or a rejection.
+func (dc *Datacenter) ring(req *sip.Request, tx sip.ServerTransaction, c *Call, neg *negotiated) {
+	s, u := dc.sim, c.User
 	opts := u.options()
 	ep, err := newEndpoint(s.cfg.MediaIP, opts.Media)
 	if err != nil {
@@ -712,7 +859,8 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.neg = neg
 	c.myKey = msdp.Crypto{Tag: neg.key.Tag, Suite: "AES_CM_128_HMAC_SHA1_80", Key: newKey(), Lifetime: "2^31"}
 	s.addCall(c)
-	s.record(dc, req, 0)
+	u.addCall(c)
+	rec := s.recordIdx(dc, req, 0, "")
 
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	for i := 0; i < opts.Endpoints; i++ {
@@ -757,6 +905,7 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	case <-tx.Done():
 		c.setStatus(487)
+		s.setRecordStatus(rec, 487)
 		c.end("cancelled")
 		return
 	case <-s.ctx.Done():
@@ -766,6 +915,7 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		res := c.response(req, decision, reasonPhrase(decision), c.ringTags[len(c.ringTags)-1], nil)
 		_ = tx.Respond(res)
 		c.setStatus(decision)
+		s.setRecordStatus(rec, decision)
 		c.end(strconv.Itoa(decision))
 		return
 	}
@@ -786,8 +936,9 @@ func (dc *Datacenter) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	c.mu.Lock()
-	c.localTag, c.answered, c.status = tag, true, 200
+	c.localTag, c.answered, c.status, c.answeredAt = tag, true, 200, time.Now()
 	c.mu.Unlock()
+	s.setRecordStatus(rec, 200)
 	if err := tx.Respond(res); err != nil {
 		c.end("answer failed: " + err.Error())
 	}
@@ -869,6 +1020,7 @@ func (dc *Datacenter) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		ourDir = msdp.Inactive
 	}
 	c.neg = n
+	c.heldByPeer = n.dir != msdp.SendRecv
 	key := c.myKey
 	body := c.sdp.answer(c.ep.port, n.codec, n.dtmf, key, ourDir)
 	ep := c.ep
@@ -964,4 +1116,95 @@ func (c *Call) RemoteMedia() netip.AddrPort {
 	c.ep.mu.Lock()
 	defer c.ep.mu.Unlock()
 	return c.ep.remote
+}
+
+// CallState is where a call stands, as a Teams client shows it.
+type CallState string
+
+// Call states.
+const (
+	StateRinging CallState = "ringing" // inbound, not answered yet
+	StateDialing CallState = "dialing" // outbound, not answered yet
+	StateActive  CallState = "active"
+	StateHeld    CallState = "held" // on hold by either side
+	StateEnded   CallState = "ended"
+)
+
+// CallInfo is a snapshot of a call for a page or a test: who is on the
+// other end, its state and its media counters.
+type CallInfo struct {
+	CallID string `json:"callId"`
+	// Inbound: the call came to the Teams user; Federated: through the
+	// federation edge (a Phone App call) rather than Direct Routing.
+	Inbound   bool      `json:"inbound"`
+	Federated bool      `json:"federated"`
+	State     CallState `json:"state"`
+	// RemoteName and RemoteUser are the other party's display name and
+	// URI user part (a number for PBX calls); RemoteURI is the whole URI.
+	RemoteName string     `json:"remoteName,omitempty"`
+	RemoteUser string     `json:"remoteUser,omitempty"`
+	RemoteURI  string     `json:"remoteUri"`
+	Started    time.Time  `json:"started"`
+	Answered   time.Time  `json:"answered,omitzero"`
+	HeldByUser bool       `json:"heldByUser"`
+	HeldByPeer bool       `json:"heldByPeer"`
+	Status     int        `json:"status,omitempty"` // final status of the initial INVITE
+	EndReason  string     `json:"endReason,omitempty"`
+	Media      MediaStats `json:"media"`
+}
+
+// Federated reports whether the call came through the federation edge.
+func (c *Call) Federated() bool { return c.dc.edge != nil }
+
+// Info returns a snapshot of the call.
+func (c *Call) Info() CallInfo {
+	ended := false
+	select {
+	case <-c.ended:
+		ended = true
+	default:
+	}
+	media := c.Media()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := CallInfo{CallID: c.callID, Inbound: c.Inbound, Federated: c.dc.edge != nil,
+		RemoteName: c.remoteName, RemoteUser: c.remoteURI.User, RemoteURI: c.remoteURI.String(),
+		Started: c.created, Answered: c.answeredAt, HeldByUser: c.heldByUser, HeldByPeer: c.heldByPeer,
+		Status: c.status, EndReason: c.reason, Media: media}
+	switch {
+	case ended:
+		in.State = StateEnded
+	case !c.answered && c.Inbound:
+		in.State = StateRinging
+	case !c.answered:
+		in.State = StateDialing
+	case c.heldByUser || c.heldByPeer:
+		in.State = StateHeld
+	default:
+		in.State = StateActive
+	}
+	return in
+}
+
+// End ends the call whatever its state, as the red button of a Teams
+// client does: a ringing inbound call is declined (603), a ringing
+// outbound call cancelled, an established call hung up with BYE.
+func (c *Call) End(ctx context.Context) error {
+	select {
+	case <-c.ended:
+		return nil
+	default:
+	}
+	c.mu.Lock()
+	answered := c.answered
+	c.mu.Unlock()
+	switch {
+	case answered:
+		return c.Hangup(ctx)
+	case c.Inbound:
+		c.Decline()
+		return nil
+	default:
+		return c.Cancel(ctx)
+	}
 }

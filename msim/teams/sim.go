@@ -42,6 +42,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pbx2teams/pbx2teams/msim"
 )
 
 // DefaultProxies are the proxy names the simulator answers as.
@@ -74,6 +76,14 @@ type Config struct {
 	// session timer on non-bypass calls; 1800 in production).
 	SessionExpires int
 	Logger         *slog.Logger
+	// Directory, when set, is where tenants and users not added with
+	// AddTenant/AddUser are looked up (the sandbox takes them from the
+	// Graph simulator: see GraphDirectory). Tenants and users added
+	// directly are looked up first.
+	Directory Directory
+	// DirectoryUserOptions is how users found in the Directory behave
+	// (default SandboxUserOptions: answer after 2 s and echo).
+	DirectoryUserOptions *UserOptions
 }
 
 // Sim is a running Direct Routing simulator.
@@ -82,13 +92,15 @@ type Sim struct {
 	log *slog.Logger
 	dcs []*Datacenter
 
-	mu        sync.Mutex
-	gateways  map[string]*Gateway // carrier trunk FQDN → gateway
-	tenants   []*Tenant
-	calls     map[string]*Call // Call-ID → call
-	records   []Record
-	transfers map[string]string // x-ti correlation id → Referred-By sent
-	closed    bool
+	mu         sync.Mutex
+	gateways   map[string]*Gateway // carrier trunk FQDN → gateway
+	tenants    []*Tenant
+	dirTenants map[string]*Tenant // directory tenant id → its simulated tenant
+	edges      []*Edge
+	calls      map[string]*Call // Call-ID → call
+	records    []Record
+	transfers  map[string]string // x-ti correlation id → Referred-By sent
+	closed     bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,11 +123,12 @@ type Datacenter struct {
 	IP   string
 	Port int
 
-	sim *Sim
-	ua  *sipgo.UserAgent
-	srv *sipgo.Server
-	cli *sipgo.Client
-	ln  net.Listener
+	sim  *Sim
+	edge *Edge // set when this listener is the federation edge
+	ua   *sipgo.UserAgent
+	srv  *sipgo.Server
+	cli  *sipgo.Client
+	ln   net.Listener
 
 	mu      sync.Mutex
 	mode    DatacenterMode
@@ -130,6 +143,9 @@ type Record struct {
 	Request    *sip.Request
 	// Status is the final status the simulator answered (0 if none).
 	Status int
+	// Warning is the Warning header of that answer, if any (the
+	// federation edge explains its refusals there).
+	Warning string
 }
 
 // Gateway is an SBC trunk known to Direct Routing (New-CsOnlinePSTNGateway
@@ -176,15 +192,19 @@ func New(cfg Config) (*Sim, error) {
 	for i := len(ips); i < len(cfg.Proxies); i++ {
 		ips = append(ips, "127.0.0."+strconv.Itoa(i+1))
 	}
+	if cfg.DirectoryUserOptions == nil {
+		o := SandboxUserOptions()
+		cfg.DirectoryUserOptions = &o
+	}
 	s := &Sim{cfg: cfg, log: cfg.Logger.With("component", "teams-sim"), gateways: map[string]*Gateway{},
-		calls: map[string]*Call{}, transfers: map[string]string{}}
+		calls: map[string]*Call{}, transfers: map[string]string{}, dirTenants: map[string]*Tenant{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	lns, port, err := listenAll(ips[:len(cfg.Proxies)], cfg.Port)
 	if err != nil {
 		return nil, err
 	}
 	for i, name := range cfg.Proxies {
-		dc, err := s.newDatacenter(name, ips[i], port, lns[i])
+		dc, err := s.newDatacenter(name, ips[i], port, lns[i], s.cfg.Certificate, s.cfg.Roots)
 		if err != nil {
 			for _, l := range lns[i:] {
 				l.Close()
@@ -227,9 +247,20 @@ func listenAll(ips []string, port int) ([]net.Listener, int, error) {
 	return nil, 0, errors.New("teams sim: no port free on every proxy address")
 }
 
-func (s *Sim) newDatacenter(name, ip string, port int, ln net.Listener) (*Datacenter, error) {
+func (s *Sim) newDatacenter(name, ip string, port int, ln net.Listener, cert tls.Certificate, roots *x509.CertPool) (*Datacenter, error) {
 	dc := &Datacenter{Name: name, IP: ip, Port: port, sim: s}
-	clientTLS := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{s.cfg.Certificate}, RootCAs: s.cfg.Roots}
+	if err := dc.start(ln, cert, roots, dc.onOptions, dc.onInvite); err != nil {
+		return nil, err
+	}
+	return dc, nil
+}
+
+// start makes the listener's SIP stack (one user agent for its server and
+// client sides, so requests toward a peer can reuse the peer's
+// connection) and serves mutual TLS on ln.
+func (dc *Datacenter) start(ln net.Listener, cert tls.Certificate, roots *x509.CertPool, onOptions, onInvite sipgo.RequestHandler) error {
+	s, name, port := dc.sim, dc.Name, dc.Port
+	clientTLS := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: roots}
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("Microsoft.PSTNHub.SIPProxy v.2026.1.1.1 i.SIM"),
 		sipgo.WithUserAgentHostname(name),
@@ -238,24 +269,24 @@ func (s *Sim) newDatacenter(name, ip string, port int, ln net.Listener) (*Datace
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})),
 	)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dc.ua = ua
 	if dc.srv, err = sipgo.NewServer(ua); err != nil {
-		return nil, err
+		return err
 	}
 	if dc.cli, err = sipgo.NewClient(ua, sipgo.WithClientHostname(name), sipgo.WithClientPort(port)); err != nil {
-		return nil, err
+		return err
 	}
 	serverTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{s.cfg.Certificate},
+		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    s.cfg.Roots,
+		ClientCAs:    roots,
 	}
 	dc.ln = tls.NewListener(ln, serverTLS)
-	dc.srv.OnOptions(dc.onOptions)
-	dc.srv.OnInvite(dc.onInvite)
+	dc.srv.OnOptions(onOptions)
+	dc.srv.OnInvite(onInvite)
 	dc.srv.OnAck(dc.onInDialog)
 	dc.srv.OnBye(dc.onInDialog)
 	dc.srv.OnNotify(dc.onInDialog)
@@ -267,7 +298,7 @@ func (s *Sim) newDatacenter(name, ip string, port int, ln net.Listener) (*Datace
 		defer s.wg.Done()
 		_ = dc.srv.ServeTLS(dc.ln)
 	}()
-	return dc, nil
+	return nil
 }
 
 // Close stops everything.
@@ -287,7 +318,13 @@ func (s *Sim) Close() error {
 	for _, c := range calls {
 		c.end("simulator closed")
 	}
-	for _, dc := range s.dcs {
+	s.mu.Lock()
+	dcs := append([]*Datacenter(nil), s.dcs...)
+	for _, e := range s.edges {
+		dcs = append(dcs, e.Datacenter)
+	}
+	s.mu.Unlock()
+	for _, dc := range dcs {
 		dc.ln.Close()
 		dc.ua.Close()
 	}
@@ -402,11 +439,33 @@ func (s *Sim) Records(method string) []Record {
 }
 
 func (s *Sim) record(dc *Datacenter, req *sip.Request, status int) {
+	s.recordWarning(dc, req, status, "")
+}
+
+func (s *Sim) recordWarning(dc *Datacenter, req *sip.Request, status int, warning string) {
+	s.recordIdx(dc, req, status, warning)
+}
+
+// recordIdx records a request and returns its index (-1 when the log is
+// full) so that the final status can be filled in later.
+func (s *Sim) recordIdx(dc *Datacenter, req *sip.Request, status int, warning string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.records) < 10000 {
-		s.records = append(s.records, Record{Datacenter: dc.Name, Method: req.Method.String(), Request: req.Clone(), Status: status})
+	if len(s.records) >= 10000 {
+		return -1
 	}
+	s.records = append(s.records, Record{Datacenter: dc.Name, Method: req.Method.String(), Request: req.Clone(),
+		Status: status, Warning: warning})
+	return len(s.records) - 1
+}
+
+func (s *Sim) setRecordStatus(i, status int) {
+	if i < 0 {
+		return
+	}
+	s.mu.Lock()
+	s.records[i].Status = status
+	s.mu.Unlock()
 }
 
 // respond answers req with status and Microsoft's diagnostic header.
@@ -553,20 +612,26 @@ func (dc *Datacenter) contactURI() sip.Uri {
 }
 
 // Tenant is a customer's Microsoft 365 tenant: its verified domains (the
-// customer's SBC subdomain among them), its users, and the voice route of
-// its calls (the derived trunk FQDN).
+// customer's SBC subdomain among them), its users, the voice route of its
+// calls (the derived trunk FQDN) and its external access settings.
 type Tenant struct {
 	ID      string
 	sim     *Sim
 	mu      sync.Mutex
 	domains []string
-	users   map[string]*User
+	users   map[string]*User // by number
+	byUPN   map[string]*User // by lower-case UPN
 	route   string
+	fed     msim.Federation
+	// fromDirectory: the tenant mirrors one of the Directory; its users,
+	// external access and coexistence modes are read from there.
+	fromDirectory bool
 }
 
-// AddTenant creates a tenant with verified domains.
+// AddTenant creates a tenant with verified domains. Its external access
+// starts as Microsoft's default: on, every domain allowed.
 func (s *Sim) AddTenant(id string, domains ...string) *Tenant {
-	t := &Tenant{ID: id, sim: s, users: map[string]*User{}}
+	t := newTenant(s, id)
 	for _, d := range domains {
 		t.domains = append(t.domains, strings.ToLower(d))
 	}
@@ -574,6 +639,11 @@ func (s *Sim) AddTenant(id string, domains ...string) *Tenant {
 	s.tenants = append(s.tenants, t)
 	s.mu.Unlock()
 	return t
+}
+
+func newTenant(s *Sim, id string) *Tenant {
+	return &Tenant{ID: id, sim: s, users: map[string]*User{}, byUPN: map[string]*User{},
+		fed: msim.Federation{AllowFederatedUsers: true, AllowAllKnownDomains: true}}
 }
 
 // SetVoiceRoute sets the FQDN (the customer's SBC subdomain) the tenant's
@@ -584,11 +654,40 @@ func (t *Tenant) SetVoiceRoute(fqdn string) {
 	t.mu.Unlock()
 }
 
+// SetExternalAccess replaces the tenant's external access (federation)
+// settings, as Set-CsTenantFederationConfiguration does. For a tenant
+// taken from the Directory, change them there instead (this is ignored).
+func (t *Tenant) SetExternalAccess(f msim.Federation) {
+	t.mu.Lock()
+	t.fed = f
+	t.mu.Unlock()
+}
+
+// ExternalAccess returns the tenant's external access settings (of a
+// directory tenant: what was set locally, not the directory's).
+func (t *Tenant) ExternalAccess() msim.Federation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fed
+}
+
+// allowsDomain applies external access to a federated caller's domain.
+func (t *Tenant) allowsDomain(domain string) bool {
+	t.mu.Lock()
+	dir, fed := t.fromDirectory, t.fed
+	t.mu.Unlock()
+	if dir && t.sim.cfg.Directory != nil {
+		ok, err := t.sim.cfg.Directory.FederationAllows(t.ID, domain)
+		return err == nil && ok
+	}
+	return fed.Allows(domain)
+}
+
 // tenantFor finds the tenant of an SBC FQDN: one with the full FQDN as a
-// domain, else one with the FQDN minus its first label.
+// domain, else one with the FQDN minus its first label; tenants added
+// with AddTenant first, then the Directory's.
 func (s *Sim) tenantFor(fqdn string) *Tenant {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	match := func(d string) *Tenant {
 		for _, t := range s.tenants {
 			t.mu.Lock()
@@ -602,11 +701,23 @@ func (s *Sim) tenantFor(fqdn string) *Tenant {
 		}
 		return nil
 	}
-	if t := match(fqdn); t != nil {
+	t := match(fqdn)
+	if t == nil {
+		if _, rest, ok := strings.Cut(fqdn, "."); ok {
+			t = match(rest)
+		}
+	}
+	s.mu.Unlock()
+	if t != nil || s.cfg.Directory == nil {
 		return t
 	}
+	if id, ok := s.cfg.Directory.TenantByDomain(fqdn); ok {
+		return s.directoryTenant(id)
+	}
 	if _, rest, ok := strings.Cut(fqdn, "."); ok {
-		return match(rest)
+		if id, ok := s.cfg.Directory.TenantByDomain(rest); ok {
+			return s.directoryTenant(id)
+		}
 	}
 	return nil
 }
