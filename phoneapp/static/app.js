@@ -84,7 +84,7 @@
   function appendDigit(d) {
     var n = numberInput();
     n.value += d;
-    n.focus();
+    focusEnd(n);
   }
 
   async function dial(number) {
@@ -245,8 +245,11 @@
     entry.call = c;
     if (c.state === "ended" || c.state === "transferred") {
       if (!entry.endedAt) {
+        // Keep the ended call (and its reason) in view for a moment; the
+        // call log may be written just after the end, so read it twice.
         entry.endedAt = Date.now();
-        setTimeout(function () { removeCall(c.id); loadRecent(); }, 6000);
+        loadRecent();
+        setTimeout(function () { removeCall(c.id); loadRecent(); }, 5000);
       }
     }
     renderCall(entry);
@@ -425,9 +428,16 @@
       sendDTMF(live, k);
       return;
     }
-    ev.preventDefault();
-    if (k === "Backspace") { var n = numberInput(); n.value = n.value.slice(0, -1); n.focus(); return; }
-    appendDigit(k);
+    var n = numberInput();
+    if (k === "Backspace") { ev.preventDefault(); n.value = n.value.slice(0, -1); focusEnd(n); return; }
+    // Move to the number field and let the browser type the key there, at
+    // the end (the key press lands in the field that has focus after
+    // keydown).
+    focusEnd(n);
+  }
+  function focusEnd(n) {
+    n.focus();
+    n.setSelectionRange(n.value.length, n.value.length);
   }
 
   // ---- start ----
@@ -458,7 +468,7 @@
     $("#backspace").addEventListener("click", function () {
       var n = numberInput();
       n.value = n.value.slice(0, -1);
-      n.focus();
+      focusEnd(n);
     });
     document.addEventListener("keydown", onKey);
     var timer = null;
