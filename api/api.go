@@ -54,6 +54,10 @@ type Options struct {
 	// 503 with code unavailable and a message saying so; every other
 	// endpoint works as usual.
 	Sync *dirsync.Engine
+	// SBCBaseFQDN is the provider's SBC domain (e.g. sbc.example.com); the
+	// Teams settings then report each customer's SBC FQDN
+	// (label.SBCBaseFQDN) as sbc_fqdn. Empty leaves it out.
+	SBCBaseFQDN string
 }
 
 func (o *Options) defaults() {
@@ -124,6 +128,9 @@ func (s *server) routes() []route {
 		{method: "DELETE", path: a + "/users/{uid}/config", handler: s.deleteUserConfig},
 		{method: "GET", path: a + "/users.csv", handler: s.exportCSV},
 		{method: "POST", path: a + "/users.csv", handler: s.importCSV},
+		{method: "GET", path: a + "/calls", handler: s.listCalls},
+		{method: "GET", path: a + "/calls/{call}", handler: s.getCall},
+		{method: "GET", path: a + "/calls/{call}/trace", handler: s.getCallTrace},
 		{method: "GET", path: a + "/audit", handler: s.listAudit},
 		{method: "GET", path: a + "/apikeys", handler: s.listAPIKeys},
 		{method: "POST", path: a + "/apikeys", handler: s.createAPIKey},

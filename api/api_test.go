@@ -202,7 +202,7 @@ func TestPasswordWriteOnly(t *testing.T) {
 		if rt.method != "GET" {
 			continue
 		}
-		path := strings.NewReplacer("{id}", f.a1.ID, "{uid}", f.alice.ID, "{job}", f.job.ID).Replace(rt.path)
+		path := strings.NewReplacer("{id}", f.a1.ID, "{uid}", f.alice.ID, "{job}", f.job.ID, "{call}", f.call.ID).Replace(rt.path)
 		r := f.a1Key.raw("GET", path, "", nil)
 		if r.status != 200 {
 			t.Fatalf("GET %s: %s", path, r)

@@ -255,7 +255,7 @@ func (s *server) getTeams(w http.ResponseWriter, r *http.Request, p *pbx2teams.P
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ts)
+	writeJSON(w, http.StatusOK, s.teamsView(ts))
 	return nil
 }
 
@@ -268,7 +268,7 @@ func (s *server) patchTeams(w http.ResponseWriter, r *http.Request, p *pbx2teams
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ts)
+	writeJSON(w, http.StatusOK, s.teamsView(ts))
 	return nil
 }
 

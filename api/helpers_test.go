@@ -239,9 +239,10 @@ type fixture struct {
 	operator             *pbx2teams.Principal
 	partnerA, a1         *pbx2teams.Account
 	partnerB, b1         *pbx2teams.Account
-	alice, bob, room     *pbx2teams.User    // users of A1
-	bertha               *pbx2teams.User    // a user of B1
-	job                  *pbx2teams.SyncJob // a finished sync job of A1
+	alice, bob, room     *pbx2teams.User       // users of A1
+	bertha               *pbx2teams.User       // a user of B1
+	job                  *pbx2teams.SyncJob    // a finished sync job of A1
+	call                 *pbx2teams.CallRecord // an answered call of A1's alice, with a trace
 	opKey                *client
 	partnerAKey, a1Key   *client
 	partnerBKey, b1Key   *client
@@ -309,6 +310,19 @@ func newFixtureOn(t *testing.T, e *env) *fixture {
 	}
 	f.job.Log = "fixture job\n"
 	if err := f.svc.FinishSyncJob(ctx, f.job); err != nil {
+		t.Fatal(err)
+	}
+
+	// A1 has an answered call with its SIP trace, as the B2BUA records it.
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	f.call = &pbx2teams.CallRecord{AccountID: f.a1.ID, UserID: f.alice.ID, Direction: pbx2teams.DirectionInbound,
+		Route: pbx2teams.RouteDirectRouting, From: "+441632960900", To: "+441632960101", StartedAt: t0,
+		AnsweredAt: t0.Add(4 * time.Second), EndedAt: t0.Add(64 * time.Second), Result: pbx2teams.ResultAnswered,
+		PBXStatus: 200, TeamsStatus: 200, EndedBy: "teams", Media: pbx2teams.CallMedia{Codec: "PCMU", PacketsFromPBX: 3000, PacketsToMS: 3000}}
+	if err := f.svc.RecordCall(ctx, f.call, &pbx2teams.CallTrace{CallID: "fixture-call@pbx", Messages: []pbx2teams.TraceMessage{
+		{At: t0, Leg: "pbx", Direction: "in", Summary: "INVITE sip:+441632960101@pbx2teams SIP/2.0"},
+		{At: t0.Add(4 * time.Second), Leg: "pbx", Direction: "out", Summary: "SIP/2.0 200 OK"},
+	}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -59,10 +59,13 @@ var matrixCases = map[string]matrixCase{
 	"POST /api/v1/accounts/{id}/users.csv": {legitStatus: 200, body: func(int) (string, []byte) {
 		return "text/csv", []byte("email,sip_username,password,phone_number\nbob@a1.example,1002,pw-bob,+441632960102\n")
 	}},
-	"GET /api/v1/accounts/{id}/audit":            {legitStatus: 200},
-	"GET /api/v1/accounts/{id}/apikeys":          {legitStatus: 200},
-	"POST /api/v1/accounts/{id}/apikeys":         {legitStatus: 201, body: jsonBody(m{"name": "matrix key"})},
-	"DELETE /api/v1/accounts/{id}/apikeys/{kid}": {legitStatus: 204},
+	"GET /api/v1/accounts/{id}/calls":              {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/calls/{call}":       {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/calls/{call}/trace": {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/audit":              {legitStatus: 200},
+	"GET /api/v1/accounts/{id}/apikeys":            {legitStatus: 200},
+	"POST /api/v1/accounts/{id}/apikeys":           {legitStatus: 201, body: jsonBody(m{"name": "matrix key"})},
+	"DELETE /api/v1/accounts/{id}/apikeys/{kid}":   {legitStatus: 204},
 
 	"GET /api/v1/accounts/{id}/users/{uid}/readiness": {legitStatus: 200},
 	"GET /api/v1/accounts/{id}/teams/readiness":       {legitStatus: 200},
@@ -98,10 +101,10 @@ func TestPermissionMatrix(t *testing.T) {
 	paViewer := f.key(f.partnerA.ID, pbx2teams.RoleViewer)
 	paViewerSess := f.session(f.partnerA.ID, "viewer@alpha.example", pbx2teams.RoleViewer)
 	// Secrets of A that must not show up in a refused response.
-	leaks := []string{f.partnerA.ID, f.a1.ID, f.partnerA.Name, f.a1.Name, f.alice.UPN, victims[f.a1.ID], f.job.ID}
+	leaks := []string{f.partnerA.ID, f.a1.ID, f.partnerA.Name, f.a1.Name, f.alice.UPN, victims[f.a1.ID], f.job.ID, f.call.ID, f.call.From}
 
 	fill := func(path, accountID, userID, keyID string) string {
-		return strings.NewReplacer("{id}", accountID, "{uid}", userID, "{sku}", string(pbx2teams.SKUPBXUser), "{kid}", keyID, "{job}", f.job.ID).Replace(path)
+		return strings.NewReplacer("{id}", accountID, "{uid}", userID, "{sku}", string(pbx2teams.SKUPBXUser), "{kid}", keyID, "{job}", f.job.ID, "{call}", f.call.ID).Replace(path)
 	}
 	n, refused := 0, 0
 	send := func(c *client, rt route, path, parentID string) response {
@@ -162,9 +165,9 @@ func TestPermissionMatrix(t *testing.T) {
 				for _, target := range []string{f.partnerA.ID, f.a1.ID} {
 					attempts = append(attempts, attempt{path: fill(rt.path, target, f.alice.ID, victims[target])})
 				}
-				// A's user, key or sync job reached through the outsider's
+				// A's user, key, sync job or call reached through the outsider's
 				// own account.
-				if strings.Contains(rt.path, "{uid}") || strings.Contains(rt.path, "{kid}") || strings.Contains(rt.path, "{job}") {
+				if strings.Contains(rt.path, "{uid}") || strings.Contains(rt.path, "{kid}") || strings.Contains(rt.path, "{job}") || strings.Contains(rt.path, "{call}") {
 					attempts = append(attempts, attempt{path: fill(rt.path, own, f.alice.ID, victims[f.a1.ID])})
 				}
 			}

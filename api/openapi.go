@@ -105,6 +105,16 @@ var operations = map[string]operation{
 		body:   &reqBody{schema: "CSVFile", contentType: "text/csv"},
 		status: 200, result: "ImportResult", errors: []int{402, 409}},
 
+	"GET /accounts/{id}/calls": {id: "listCalls", tag: "calls", summary: "List a customer's call log, a page at a time",
+		description: "Newest first. Filter by user (user ID) and result; follow next_cursor for the next page. Records are kept for 90 days by default.",
+		query:       []string{"CallUser", "CallResult", "Cursor", "CallLimit"}, status: 200, result: "CallPage", errors: []int{400, 422}},
+	"GET /accounts/{id}/calls/{call}": {id: "getCall", tag: "calls", summary: "Get one call of the log",
+		description: "The SIP outcome of each leg, who ended the call, the media counters and, for a failed call, advice in plain words.",
+		status:      200, result: "CallRecord"},
+	"GET /accounts/{id}/calls/{call}/trace": {id: "getCallTrace", tag: "calls", summary: "Get the SIP trace of one call",
+		description: "The SIP messages of both legs in order, each with its start line and, when kept, its full text (credentials and media keys removed). Traces are kept for 7 days by default; an expired trace is not found (404).",
+		status:      200, result: "CallTrace"},
+
 	"GET /accounts/{id}/audit": {id: "listAudit", tag: "audit", summary: "List the audit log of an account's subtree",
 		description: "Newest first. Pass next_before as before to get the next, older page.",
 		query:       []string{"Before", "AuditLimit"}, status: 200, result: "AuditPage", errors: []int{400}},
@@ -146,11 +156,12 @@ const noSyncNote = " On a node where Microsoft 365 is not configured this answer
 
 // pathParams documents the wildcards of the route patterns.
 var pathParams = map[string]m{
-	"id":  {"name": "id", "in": "path", "required": true, "description": "Account ID (acc_…).", "schema": m{"type": "string"}},
-	"uid": {"name": "uid", "in": "path", "required": true, "description": "User ID (usr_…).", "schema": m{"type": "string"}},
-	"sku": {"name": "sku", "in": "path", "required": true, "description": "Licence SKU.", "schema": m{"$ref": "#/components/schemas/SKU"}},
-	"job": {"name": "job", "in": "path", "required": true, "description": "Sync job ID (job_…).", "schema": m{"type": "string"}},
-	"kid": {"name": "kid", "in": "path", "required": true, "description": "API key ID (key_…).", "schema": m{"type": "string"}},
+	"id":   {"name": "id", "in": "path", "required": true, "description": "Account ID (acc_…).", "schema": m{"type": "string"}},
+	"uid":  {"name": "uid", "in": "path", "required": true, "description": "User ID (usr_…).", "schema": m{"type": "string"}},
+	"sku":  {"name": "sku", "in": "path", "required": true, "description": "Licence SKU.", "schema": m{"$ref": "#/components/schemas/SKU"}},
+	"job":  {"name": "job", "in": "path", "required": true, "description": "Sync job ID (job_…).", "schema": m{"type": "string"}},
+	"call": {"name": "call", "in": "path", "required": true, "description": "Call ID (call_…).", "schema": m{"type": "string"}},
+	"kid":  {"name": "kid", "in": "path", "required": true, "description": "API key ID (key_…).", "schema": m{"type": "string"}},
 }
 
 var queryParams = m{
@@ -168,6 +179,12 @@ var queryParams = m{
 		"schema": m{"type": "string", "maxLength": 100}},
 	"JobLimit": m{"name": "limit", "in": "query", "description": "Jobs to return, newest first.",
 		"schema": m{"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+	"CallUser": m{"name": "user", "in": "query", "description": "Only this user's calls (user ID, usr_…).",
+		"schema": m{"type": "string"}},
+	"CallResult": m{"name": "result", "in": "query", "description": "Only calls with this result.",
+		"schema": m{"type": "string", "enum": pbx2teams.CallResults}},
+	"CallLimit": m{"name": "limit", "in": "query", "description": "Calls per page.",
+		"schema": m{"type": "integer", "minimum": 1, "maximum": pbx2teams.MaxCallPageSize, "default": pbx2teams.DefaultCallPageSize}},
 	"AuditLimit": m{"name": "limit", "in": "query", "description": "Entries per page.",
 		"schema": m{"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
 }
@@ -294,7 +311,7 @@ func renderSpec(version string) ([]byte, error) {
 		"info": m{
 			"title":   "pbx2teams API",
 			"version": version,
-			"description": "Manage pbx2teams accounts, licences, PBX and Teams settings, users' PBX lines, CSV import/export, API keys and the audit log. " +
+			"description": "Manage pbx2teams accounts, licences, PBX and Teams settings, users' PBX lines, CSV import/export, API keys and the audit log, and read the call log. " +
 				"Every error is {\"code\", \"message\", \"details\"}: codes invalid (400/413/415/422), unauthenticated (401), licence_required (402), forbidden (403), " +
 				"not_found (404), conflict (409), rate_limited (429, Retry-After), internal (500), unavailable (503, Retry-After). " +
 				"Authenticate with an API key (Authorization: Bearer p2t_…) or the portal session cookie; with the cookie, POST, PUT, PATCH and DELETE need the session's CSRF token in X-CSRF-Token. " +
@@ -307,7 +324,7 @@ func renderSpec(version string) ([]byte, error) {
 		},
 		"tags": []any{
 			m{"name": "meta"}, m{"name": "accounts"}, m{"name": "admins"}, m{"name": "licences"}, m{"name": "pbx"},
-			m{"name": "teams"}, m{"name": "users"}, m{"name": "audit"}, m{"name": "apikeys"}, m{"name": "m365", "description": "Microsoft 365 directory sync, readiness and the Phone App package."},
+			m{"name": "teams"}, m{"name": "users"}, m{"name": "calls", "description": "The call log: each call's SIP outcome, failure advice, media counters and SIP trace."}, m{"name": "audit"}, m{"name": "apikeys"}, m{"name": "m365", "description": "Microsoft 365 directory sync, readiness and the Phone App package."},
 		},
 		"paths": paths,
 		"components": m{
@@ -525,6 +542,7 @@ func schemas() m {
 			"standard_groups":         array(schemaRef("Group"), "Groups of standard users (Large Tenant Mode)."),
 			"phone_app_group":         schemaRef("Group"),
 			"sync_interval_minutes":   integer("Automatic sync interval; 0 is off."),
+			"sbc_fqdn":                str("The customer's SBC FQDN (sbc_label under the provider's SBC domain), when the node knows the domain."),
 			"sbc_label":               str("The customer's label under the provider's SBC base FQDN (label.sbc.example.com): the SBC name the customer adds to Microsoft 365 and Teams Direct Routing. Unique across customers; a default from the customer's name is assigned."),
 			"updated_at":              dateTime("Last change."),
 		}),
@@ -590,6 +608,58 @@ func schemas() m {
 		"ImportResult": object("What a CSV import did.", []string{"rows", "changed"}, m{
 			"rows":    integer("User rows in the file."),
 			"changed": integer("Users changed."),
+		}),
+		"CallMedia": object("The media relay's counters of a call.", []string{"packets_from_pbx", "packets_to_pbx", "packets_from_teams", "packets_to_teams"}, m{
+			"codec":              str("Audio codec, e.g. PCMU."),
+			"packets_from_pbx":   integer("RTP packets received from the PBX side."),
+			"packets_to_pbx":     integer("RTP packets sent to the PBX side."),
+			"packets_from_teams": integer("RTP packets received from Teams."),
+			"packets_to_teams":   integer("RTP packets sent to Teams."),
+			"lost_from_pbx":      integer("Packets lost on the way from the PBX (from sequence numbers; negative with duplicates)."),
+			"lost_from_teams":    integer("Packets lost on the way from Teams."),
+			"jitter_pbx_ns":      integer("Interarrival jitter of the PBX's stream, in nanoseconds."),
+			"jitter_teams_ns":    integer("Interarrival jitter of Teams' stream, in nanoseconds."),
+			"srtp_failures":      integer("Packets that failed SRTP authentication or decryption."),
+			"srtp_pbx":           boolean("The PBX leg used SRTP."),
+		}),
+		"CallRecord": object("One finished call of the call log. Never holds credentials or media keys.",
+			[]string{"id", "account_id", "direction", "route", "from", "to", "started_at", "ended_at", "result", "pbx_status", "teams_status", "media"}, m{
+				"id":             str("Call ID."),
+				"account_id":     str("The customer."),
+				"user_id":        str("The user of the call; absent when refused before a user was known."),
+				"direction":      strEnum("Seen from the Teams user: inbound (PBX to Teams) or outbound (Teams to PBX).", pbx2teams.DirectionInbound, pbx2teams.DirectionOutbound),
+				"route":          strEnum("How Teams was reached: Direct Routing or the Phone App.", pbx2teams.RouteDirectRouting, pbx2teams.RoutePhoneApp),
+				"from":           str("Caller's number as signalled."),
+				"from_name":      str("Caller's name, when signalled."),
+				"to":             str("Called number as signalled."),
+				"started_at":     dateTime("The first INVITE."),
+				"answered_at":    dateTime("Answer; absent if never answered."),
+				"ended_at":       dateTime("End."),
+				"result":         strEnum("Outcome.", pbx2teams.CallResults...),
+				"pbx_status":     integer("Final SIP status of the PBX leg's INVITE; 0 if that leg was never tried."),
+				"teams_status":   integer("Final SIP status of the Teams leg's INVITE; 0 if that leg was never tried."),
+				"ended_by":       strEnum("Who or what ended the call.", "pbx", "teams", "user", "timeout", "media_timeout", "session_timer", "error", "shutdown"),
+				"advice":         str("For a failed call: what went wrong, in plain words, and what to check."),
+				"media":          schemaRef("CallMedia"),
+				"teams_peer":     str("The Microsoft proxy or federation edge that took the call."),
+				"added_delay_ns": integer("Set-up delay added by pbx2teams itself for an answered call, in nanoseconds."),
+			}),
+		"CallPage": object("One page of the call log, newest first.", []string{"calls"}, m{
+			"calls":       array(schemaRef("CallRecord"), ""),
+			"next_cursor": str("Cursor of the next (older) page; absent on the last page."),
+		}),
+		"TraceMessage": object("One SIP message of a call's trace.", []string{"at", "leg", "direction", "summary"}, m{
+			"at":        dateTime("When pbx2teams sent or received it."),
+			"leg":       strEnum("The leg: toward the PBX or toward Teams.", "pbx", "teams"),
+			"direction": strEnum("in: received by pbx2teams; out: sent by it.", "in", "out"),
+			"summary":   str("The start line, e.g. INVITE sip:… SIP/2.0 or SIP/2.0 486 Busy Here."),
+			"message":   str("The full message, when kept, with credentials and media keys removed."),
+		}),
+		"CallTrace": object("The SIP ladder of a call.", []string{"call_record_id", "call_id", "messages"}, m{
+			"call_record_id": str("The call (ID of the record)."),
+			"call_id":        str("SIP Call-ID of the first leg."),
+			"messages":       array(schemaRef("TraceMessage"), "In the order pbx2teams saw them."),
+			"dropped":        integer("Messages past the trace's limit, not kept."),
 		}),
 		"AuditEntry": object("One change: who, when, what. Never holds secret values.", []string{"id", "account_id", "actor", "action", "at"}, m{
 			"id":         m{"type": "integer", "format": "int64", "description": "Entry ID; increases with time."},
