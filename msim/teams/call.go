@@ -285,8 +285,9 @@ func (c *Call) end(reason string) {
 // Done is closed when the call has ended.
 func (c *Call) Done() <-chan struct{} { return c.ended }
 
-// EndReason says how the call ended: "bye from sbc", "bye from teams",
-// "cancelled", "transferred", a status, ...
+// EndReason says how the call ended: "bye from sbc", "bye from caller"
+// (a federated call), "bye from teams", "cancelled", "transferred", a
+// status, ...
 func (c *Call) EndReason() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1058,7 +1059,11 @@ func (dc *Datacenter) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.BYE:
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		dc.sim.record(dc, req, 200)
-		c.end("bye from sbc")
+		if dc.edge != nil {
+			c.end("bye from caller")
+		} else {
+			c.end("bye from sbc")
+		}
 	case sip.UPDATE:
 		c.addReinvite(Reinvite{At: time.Now(), Method: "UPDATE", Status: 200})
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)

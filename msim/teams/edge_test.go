@@ -36,6 +36,7 @@ type phoneApp struct {
 	cli *sipgo.Client
 
 	mu       sync.Mutex
+	cur      *media // media of the last call placed, for answering re-INVITEs
 	byes     chan *sip.Request
 	reinvite chan msdp.Direction
 }
@@ -230,6 +231,7 @@ type call struct {
 type inviteOpts struct {
 	contactHost string // default the Phone App domain
 	body        string
+	media       *media // the call's media (for re-INVITE answers)
 }
 
 // invite sends the INVITE; it returns once the transaction is under way.
@@ -250,6 +252,11 @@ func (p *phoneApp) invite(ctx context.Context, upn string, o inviteOpts) *call {
 	req.SetBody([]byte(o.body))
 	req.SetTransport("TLS")
 	req.SetDestination(p.env.EdgeAddr())
+	if o.media != nil {
+		p.mu.Lock()
+		p.cur = o.media
+		p.mu.Unlock()
+	}
 	tx, err := p.cli.TransactionRequest(ctx, req)
 	if err != nil {
 		p.t.Fatal(err)
@@ -472,7 +479,7 @@ func TestEdgeCallAudioHoldAndBye(t *testing.T) {
 	for _, byeFrom := range []string{"phone app", "teams"} {
 		t.Run("bye from "+byeFrom, func(t *testing.T) {
 			m := newMedia(t)
-			c := p.invite(ctx, alice.UPN, inviteOpts{body: m.offer("RTP/SAVP")})
+			c := p.invite(ctx, alice.UPN, inviteOpts{body: m.offer("RTP/SAVP"), media: m})
 			in, err := alice.Incoming(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -539,7 +546,7 @@ func TestEdgeCallAudioHoldAndBye(t *testing.T) {
 					t.Fatalf("BYE answered %s", res.StartLine())
 				}
 				<-in.Done()
-				if r := in.EndReason(); r != "bye from sbc" {
+				if r := in.EndReason(); r != "bye from caller" {
 					t.Errorf("end reason %q", r)
 				}
 			} else {
@@ -569,31 +576,34 @@ func TestEdgeCallAudioHoldAndBye(t *testing.T) {
 // answerHolds makes the Phone App answer Teams' re-INVITEs with the
 // direction they ask for (inactive for inactive, sendrecv otherwise).
 func (p *phoneApp) answerHolds(t *testing.T) {
-	srv, err := sipgo.NewServer(p.ua)
+	srv, err := sipgo.NewServer(p.ua) // replaces newPhoneApp's handlers
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = srv
-	m := newMedia(t)
-	key := m.answerWith
-	hs, _ := sipgo.NewServer(p.ua)
-	hs.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		s, err := msdp.Parse(req.Body())
 		dir := msdp.SendRecv
 		if err == nil && len(s.Media) > 0 && s.Media[0].Direction == msdp.Inactive {
 			dir = msdp.Inactive
 		}
-		res := sip.NewResponseFromRequest(req, 200, "OK", key(dir))
+		p.mu.Lock()
+		m := p.cur
+		p.mu.Unlock()
+		if m == nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+			return
+		}
+		res := sip.NewResponseFromRequest(req, 200, "OK", m.answerWith(dir))
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: p.env.Domain}})
 		_ = tx.Respond(res)
 		p.reinvite <- dir
 	})
-	hs.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		p.byes <- req
 	})
-	hs.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
 }
 
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {

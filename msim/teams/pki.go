@@ -17,13 +17,22 @@ import (
 // SBC's certificate (in Microsoft's trusted root program) and DigiCert
 // for Microsoft's proxies.
 type PKI struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
+	cert     *x509.Certificate
+	key      *ecdsa.PrivateKey
+	pool     *x509.CertPool
+	validity time.Duration
 }
 
-// NewPKI creates a fresh CA.
-func NewPKI() (*PKI, error) {
+// NewPKI creates a fresh CA whose certificates are valid for a day (tests).
+func NewPKI() (*PKI, error) { return NewPKIFor(24 * time.Hour) }
+
+// NewPKIFor creates a fresh CA whose own and issued certificates are valid
+// for a given time from an hour ago: a long-running sandbox wants longer
+// than NewPKI's day.
+func NewPKIFor(validity time.Duration) (*PKI, error) {
+	if validity <= 0 {
+		validity = 24 * time.Hour
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -32,7 +41,7 @@ func NewPKI() (*PKI, error) {
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "pbx2teams test root CA", Organization: []string{"pbx2teams simulator"}},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(validity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -47,7 +56,7 @@ func NewPKI() (*PKI, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &PKI{cert: cert, key: key, pool: pool}, nil
+	return &PKI{cert: cert, key: key, pool: pool, validity: validity}, nil
 }
 
 // Pool is a pool holding the CA, to trust it.
@@ -65,7 +74,7 @@ func (p *PKI) Issue(names ...string) (tls.Certificate, error) {
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: names[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(p.validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}

@@ -24,6 +24,24 @@
 //     that must come back unchanged in the SBC's new INVITE; the old leg
 //     is released with BYE once a NOTIFY reports 200;
 //   - hold is a=inactive; a session timer is offered with refresher=uac.
+//
+// The federation edge (StartEdge; Edge documents its rules) takes calls
+// from a federated domain, the Phone App domain of pbx2teams, to users by
+// UPN, enforcing the tenant's external access and the user's coexistence
+// mode.
+//
+// Users come from AddTenant/AddUser/AddUserUPN, or from a Directory (the
+// Graph simulator through GraphDirectory) for the sandbox, where they
+// answer by themselves (SandboxUserOptions) unless a page drives them with
+// CallInfos, AnswerCall, DeclineCall, EndCall, HoldCall, ResumeCall and
+// SendDTMF. Wiring for the sandbox:
+//
+//	pki, _ := teams.NewPKIFor(365 * 24 * time.Hour)
+//	msCert, _ := pki.Issue(teams.DefaultProxies...)
+//	sim, _ := teams.New(teams.Config{Certificate: msCert, Roots: pki.Pool(),
+//		Directory: teams.GraphDirectory(graph)})
+//	edge, _ := sim.StartEdge(teams.EdgeConfig{PKI: pki})
+//	phoneAppCert, _ := pki.Issue("phone.sandbox.example") // the service's client certificate
 package teams
 
 import (
