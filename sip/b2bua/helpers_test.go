@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	simteams "github.com/pbx2teams/pbx2teams/msim/teams"
 	"github.com/pbx2teams/pbx2teams/msim/teams/teamstest"
 	"github.com/pbx2teams/pbx2teams/sip/b2bua"
+	"github.com/pbx2teams/pbx2teams/sip/federation"
 	"github.com/pbx2teams/pbx2teams/sip/sipx"
 	"github.com/pbx2teams/pbx2teams/sip/teams"
 )
@@ -208,6 +210,13 @@ type env struct {
 	Tenant   *simteams.Tenant
 	Customer string // the customer's SBC FQDN
 
+	// Phone App: the link, the simulator's edge, and what
+	// OnPhoneAppRejected was told.
+	Link     *federation.Link
+	Edge     *simteams.Edge
+	rejMu    sync.Mutex
+	rejected []rejection
+
 	pwMu      sync.Mutex
 	passwords map[string]string // SIP username → password (default "pw-" + username)
 }
@@ -238,10 +247,13 @@ func freeUDPPort(t *testing.T) int {
 }
 
 type envOptions struct {
-	teams  teamstest.Options
-	b2bua  func(*b2bua.Config)
-	relay  func(*media.Config)
-	pbxTCP bool
+	// phoneApp starts the simulator's federation edge and the Phone App
+	// leg toward it.
+	phoneApp bool
+	teams    teamstest.Options
+	b2bua    func(*b2bua.Config)
+	relay    func(*media.Config)
+	pbxTCP   bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -271,7 +283,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e := &env{Env: te, PBX: st, Relay: relay, Dir: &directory{pbx: map[string]*pbx2teams.PBXSettings{}},
 		Regs: &registrations{live: map[string][]netip.Addr{}}, Rec: &recorder{ch: make(chan *b2bua.Record, 64)},
 		passwords: map[string]string{}}
+	if o.phoneApp {
+		e.startPhoneApp(t, te)
+	}
 	cfg := b2bua.Config{
+		PhoneApp: e.Link, OnPhoneAppRejected: e.onRejected,
 		PBX: st, Trunk: te.Trunk, Relay: relay, Directory: e.Dir, Registrations: e.Regs,
 		Customers: customers{base: te.FQDN, labels: map[string]string{label: acct}},
 		Passwords: e.password,
@@ -288,9 +304,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.B2BUA = b
 	te.Trunk.Start()
 	st.Start()
+	if e.Link != nil {
+		e.Link.Start()
+	}
 	te.WaitActive(t)
 	e.Customer = te.Trunk.CustomerFQDN(label)
-	e.Tenant = te.Sim.AddTenant("tenant-contoso", e.Customer)
+	e.Tenant = te.Sim.AddTenant("tenant-contoso", e.Customer, userDomain)
 	e.Tenant.SetVoiceRoute(e.Customer)
 	return e
 }
@@ -298,7 +317,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 // addUser configures a standard user with a live registration from the
 // given PBX address.
 func (e *env) addUser(ext, number string, pbxAddr netip.Addr) *pbx2teams.User {
-	u := &pbx2teams.User{ID: "user-" + ext, AccountID: acct, UPN: ext + "@contoso.test", DisplayName: "User " + ext,
+	u := &pbx2teams.User{ID: "user-" + ext, AccountID: acct, UPN: ext + "@" + userDomain, DisplayName: "User " + ext,
 		Enabled: true, Kind: pbx2teams.KindPerson, Type: pbx2teams.ServiceStandard, SIPUsername: ext,
 		PhoneNumber: number, ContactUser: "c" + strings.Repeat("7", 4) + ext + "x9q"}
 	e.Dir.add(u)
@@ -306,6 +325,102 @@ func (e *env) addUser(ext, number string, pbxAddr netip.Addr) *pbx2teams.User {
 		e.Regs.set(u.ID, pbxAddr)
 	}
 	return u
+}
+
+// The Phone App domain of the tests and the customer's user domain.
+const (
+	phoneAppDomain = "phoneapp.pbx2teams.test"
+	userDomain     = "contoso.test"
+)
+
+type rejection struct {
+	userID  string
+	status  int
+	warning string
+}
+
+func (e *env) onRejected(u *pbx2teams.User, status int, warning string) {
+	e.rejMu.Lock()
+	e.rejected = append(e.rejected, rejection{u.ID, status, warning})
+	e.rejMu.Unlock()
+}
+
+func (e *env) rejections() []rejection {
+	e.rejMu.Lock()
+	defer e.rejMu.Unlock()
+	return append([]rejection(nil), e.rejected...)
+}
+
+// startPhoneApp starts the simulator's federation edge and a Phone App
+// link to it with a certificate for the Phone App domain.
+func (e *env) startPhoneApp(t *testing.T, te *teamstest.Env) {
+	t.Helper()
+	edge, err := te.Sim.StartEdge(simteams.EdgeConfig{PKI: te.PKI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	te.DNS.SetA(edge.Name, lo)
+	te.DNS.SetA(phoneAppDomain, lo)
+	cert, err := te.PKI.Issue(phoneAppDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := federation.New(federation.Config{Domain: phoneAppDomain, Listen: "127.0.0.1:0", Certificate: &cert,
+		Edge: net.JoinHostPort(edge.IP, strconv.Itoa(edge.Port)), EdgeName: edge.Name, EdgeRoots: te.PKI.Pool(),
+		Resolver: te.DNS.Resolver(), RequestTimeout: 5 * time.Second, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { link.Close() })
+	e.Link, e.Edge = link, edge
+}
+
+// addPhoneAppUser configures a Phone App user (no Teams number) with a
+// live registration from the given PBX address, and the Teams user the
+// federation edge rings for its UPN.
+func (e *env) addPhoneAppUser(ext string, pbxAddr netip.Addr, opts simteams.UserOptions) (*pbx2teams.User, *simteams.User) {
+	u := e.addUser(ext, "", pbxAddr)
+	e.Dir.mu.Lock()
+	u.Type = pbx2teams.ServicePhoneApp
+	e.Dir.mu.Unlock()
+	return u, e.Tenant.AddUserUPN(u.UPN, "", opts)
+}
+
+// liveWatch collects a user's live call states.
+type liveWatch struct {
+	ch     <-chan pbx2teams.LiveCall
+	mu     sync.Mutex
+	states []pbx2teams.LiveCall
+}
+
+func watchUser(t *testing.T, b *b2bua.B2BUA, u *pbx2teams.User) *liveWatch {
+	ch, cancel := b.Watch(u)
+	t.Cleanup(cancel)
+	return &liveWatch{ch: ch}
+}
+
+// until waits for a state of the call (any call when id is "") and
+// returns it.
+func (w *liveWatch) until(t *testing.T, id, state string) pbx2teams.LiveCall {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case lc := <-w.ch:
+			w.mu.Lock()
+			w.states = append(w.states, lc)
+			w.mu.Unlock()
+			if (id == "" || lc.ID == id) && lc.State == state {
+				return lc
+			}
+		case <-timeout:
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Fatalf("no live state %q for call %q; seen %+v", state, id, w.states)
+			return pbx2teams.LiveCall{}
+		}
+	}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

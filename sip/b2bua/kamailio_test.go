@@ -276,7 +276,13 @@ Content-Length: 0
 // does for calls from its extensions.
 func kamailioWithInviteAuth(t *testing.T, subs ...kamailio.Subscriber) *kamailio.Server {
 	t.Helper()
-	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"udp"}, Domain: pbxDomain, Subscribers: subs})
+	return kamailioInviteAuth(t, kamailio.Options{Transports: []string{"udp"}, Domain: pbxDomain, Subscribers: subs})
+}
+
+// kamailioInviteAuth is kamailioWithInviteAuth with options.
+func kamailioInviteAuth(t *testing.T, o kamailio.Options) *kamailio.Server {
+	t.Helper()
+	k := kamailio.StartT(t, o)
 	path := filepath.Join(k.Dir(), "kamailio.cfg")
 	b, err := os.ReadFile(path)
 	if err != nil {

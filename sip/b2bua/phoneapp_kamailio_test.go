@@ -1,0 +1,338 @@
+package b2bua_test
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbx2teams/pbx2teams"
+	"github.com/pbx2teams/pbx2teams/internal/testpeer/kamailio"
+	"github.com/pbx2teams/pbx2teams/internal/testpeer/sipp"
+	simteams "github.com/pbx2teams/pbx2teams/msim/teams"
+	"github.com/pbx2teams/pbx2teams/sip/b2bua"
+)
+
+// A desk phone on the PBX calls a Phone App user's extension: Kamailio
+// routes it to the user's registration, the B2BUA rings the user in
+// Teams through the federation edge with the caller's number and name,
+// and audio flows both ways (the Teams user echoes the pcap's audio).
+func TestPhoneAppKamailioInbound(t *testing.T) {
+	k := kamailio.StartT(t, kamailio.Options{Transports: []string{"udp"}, Domain: pbxDomain,
+		Subscribers: []kamailio.Subscriber{{Username: "1001", Password: "p1001"}, {Username: "2002", Password: "p2002"}}})
+	e := newEnv(t, envOptions{phoneApp: true})
+	eng := useEngine(t, e)
+	u, tu := e.addPhoneAppUser("1001", netip.Addr{}, simteams.UserOptions{AnswerAfter: 100 * time.Millisecond, Media: simteams.Echo})
+	register(t, eng, k, u, "p1001")
+	w := watchUser(t, e.B2BUA, u)
+
+	sp := sipp.StartT(t, sipp.Options{ScenarioXML: deskPhoneScenario, Remote: k.Addr(), Calls: 1, Rate: 1,
+		Keys: map[string]string{"callee": "1001"}, Timeout: 30 * time.Second, Messages: true})
+	ctx := ctxT(t, 40*time.Second)
+	tc, err := tu.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := tc.Invite()
+	if f := inv.From(); f.Address.User != "2002" || f.DisplayName != "Desk 2002" || f.Address.Host != phoneAppDomain {
+		t.Errorf("caller shown in Teams: %s", f.Value())
+	}
+	if inv.Recipient.User+"@"+inv.Recipient.Host != u.UPN {
+		t.Errorf("Request-URI %s", inv.Recipient.String())
+	}
+	in := w.until(t, "", pbx2teams.CallIncoming)
+	if in.Remote != "2002" || in.RemoteName != "Desk 2002" || in.Direction != pbx2teams.DirectionInbound {
+		t.Errorf("live call %+v", in)
+	}
+	w.until(t, in.ID, pbx2teams.CallConnected)
+	res, err := sp.Wait(ctx)
+	if err != nil || res.Successful != 1 {
+		t.Fatalf("SIPp: %+v %v\nmessages:\n%s", res, err, sp.Messages())
+	}
+	end := w.until(t, in.ID, pbx2teams.CallEnded)
+	if end.Reason != "The other party hung up." || end.PacketsToUser < 50 || end.PacketsFromUser < 50 {
+		t.Errorf("live call at the end %+v", end)
+	}
+	select {
+	case <-tc.Done():
+	case <-ctx.Done():
+		t.Fatal("Teams leg not released after the desk phone hung up")
+	}
+	if m := tc.Media(); m.Codec != "PCMA" || m.Packets < 50 {
+		t.Fatalf("Teams user received %+v, want PCMA audio from the pcap", m)
+	}
+	rec := e.Rec.next(t)
+	if rec.Route != pbx2teams.RoutePhoneApp || rec.Direction != pbx2teams.DirectionInbound || rec.Result != b2bua.ResultAnswered ||
+		rec.EndedBy != "pbx" || rec.To != u.UPN || rec.From != "2002" || rec.TeamsPeer != e.Link.Edge() {
+		t.Errorf("record %+v", rec)
+	}
+	// Both ways: the pcap toward Teams, the echo back toward the PBX.
+	if m := rec.Media; m.PacketsFromPBX < 50 || m.PacketsToMS < 50 || m.PacketsFromMS < 50 || m.PacketsToPBX < 50 {
+		t.Errorf("media %+v", m)
+	}
+}
+
+// farEnd is the SIPp phone of extension 2002 for calls a Phone App user
+// places: it answers (PCMU and telephone-event, run with -rtp_echo, so
+// the caller hears itself and its DTMF come back), takes a hold and a
+// resume, accepts a blind transfer (202, NOTIFY 200) and is then hung up.
+const farEnd = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="far end of a Phone App call">
+  <recv request="INVITE" crlf="true" rrs="true"/>
+  <send>
+    <![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]far[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]far[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
+Allow: INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, OPTIONS
+Supported: replaces
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=far 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=far 1 2 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=inactive
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=far 1 3 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="REFER" crlf="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+SIP/2.0 202 Accepted
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+NOTIFY [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From:[$rto]
+To:[$rfrom]
+Call-ID: [call_id]
+CSeq: 1 NOTIFY
+Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Event: refer
+Subscription-State: terminated;reason=noresource
+Content-Type: message/sipfrag;version=2.0
+Content-Length: [len]
+
+SIP/2.0 200 OK
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+    ]]>
+  </send>
+  <timewait milliseconds="500"/>
+</scenario>
+`
+
+// A Phone App user dials extension 2002 from the tab: Teams rings them
+// first (the caller shown is 2002); once they answer, the call goes to
+// Kamailio as extension 1001 with 1001's credentials and reaches the SIPp
+// phone of 2002. Audio and DTMF come back from the far end; hold sends
+// a=inactive to the PBX and resume sendrecv; a blind transfer is accepted
+// and ends the call as transferred. A number the PBX does not know ends
+// the call with the PBX's refusal in plain words.
+func TestPhoneAppKamailioDial(t *testing.T) {
+	// One worker: messages we send back to back (ACK then REFER, the
+	// NOTIFY's 200 then BYE) reach the scripted far end in that order.
+	k := kamailioInviteAuth(t, kamailio.Options{Transports: []string{"udp"}, Domain: pbxDomain, Children: 1,
+		Subscribers: []kamailio.Subscriber{{Username: "1001", Password: "p1001"}, {Username: "2002", Password: "p2002"}}})
+	e := newEnv(t, envOptions{phoneApp: true})
+	u, tu := e.addPhoneAppUser("1001", lo, simteams.UserOptions{AnswerAfter: 100 * time.Millisecond, Media: simteams.Pattern})
+	e.Dir.pbx[acct] = &pbx2teams.PBXSettings{AccountID: acct, Domain: pbxDomain, OutboundProxy: k.Addr(), Transport: pbx2teams.TransportUDP}
+	e.cfgPassword("1001", "p1001")
+	mediaPort := freeUDPPort(t)
+	far := sipp.StartT(t, sipp.Options{ScenarioXML: farEnd, Calls: 1, Timeout: 50 * time.Second, Messages: true,
+		Extra: []string{"-rtp_echo", "-mp", fmt.Sprint(mediaPort)}})
+	registerContact(t, k, "2002", "p2002", "sip:2002@"+far.Addr())
+	w := watchUser(t, e.B2BUA, u)
+	ctx := ctxT(t, 50*time.Second)
+
+	lc, err := e.B2BUA.Dial(ctx, u, "2002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tu.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := tc.Invite().From(); f.Address.User != "2002" || f.DisplayName != "Calling 2002" || f.Address.Host != phoneAppDomain {
+		t.Errorf("the callback shows %s", f.Value())
+	}
+	w.until(t, lc.ID, pbx2teams.CallDialling)
+	w.until(t, lc.ID, pbx2teams.CallRinging)
+	conn := w.until(t, lc.ID, pbx2teams.CallConnected)
+	if !conn.CanAttendedTransfer {
+		t.Errorf("the PBX announced REFER and replaces, but %+v", conn)
+	}
+	waitUntil(t, 10*time.Second, "the pattern echoed by the far end", func() bool { return tc.Media().PatternHits >= 25 })
+	if invs := far.Received("INVITE"); len(invs) != 1 || !strings.Contains(invs[0].Text, "From: \"User 1001\" <sip:1001@"+pbxDomain+">") {
+		t.Errorf("the far end did not see the call as from extension 1001: %+v", invs)
+	}
+	// Counters reach the tab while connected.
+	moving := w.until(t, lc.ID, pbx2teams.CallConnected)
+	if moving.PacketsToUser == 0 && moving.PacketsFromUser == 0 {
+		moving = w.until(t, lc.ID, pbx2teams.CallConnected)
+	}
+	if moving.PacketsToUser == 0 || moving.PacketsFromUser == 0 {
+		t.Errorf("media counters not moving: %+v", moving)
+	}
+
+	if err := e.B2BUA.DTMF(ctx, u, lc.ID, "42#"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "DTMF echoed by the far end", func() bool { return tc.Media().DTMF == "42#" })
+
+	if err := e.B2BUA.Hold(ctx, u, lc.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	w.until(t, lc.ID, pbx2teams.CallHeld)
+	if err := e.B2BUA.Hold(ctx, u, lc.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	w.until(t, lc.ID, pbx2teams.CallConnected)
+	invs := far.Received("INVITE")
+	if len(invs) != 3 || !strings.Contains(invs[1].Text, "a=inactive") || !strings.Contains(invs[2].Text, "a=sendrecv") {
+		t.Errorf("hold and resume toward the PBX: %+v", invs)
+	}
+
+	if err := e.B2BUA.Transfer(ctx, u, lc.ID, "3003"); err != nil {
+		t.Fatal(err)
+	}
+	end := w.until(t, lc.ID, pbx2teams.CallTransferred)
+	if !strings.Contains(end.Reason, "3003") {
+		t.Errorf("reason %q", end.Reason)
+	}
+	if refers := far.Received("REFER"); len(refers) != 1 || !strings.Contains(refers[0].Text, "Refer-To: <sip:3003@"+pbxDomain+">") {
+		t.Errorf("REFER at the far end: %+v", refers)
+	}
+	if res, err := far.Wait(ctx); err != nil || res.Successful != 1 {
+		t.Fatalf("SIPp far end: %+v %v\n%s", res, err, tail(far.Messages(), 60))
+	}
+	select {
+	case <-tc.Done():
+	case <-ctx.Done():
+		t.Fatal("the Teams leg was not released after the transfer")
+	}
+	rec := e.Rec.next(t)
+	if rec.Route != pbx2teams.RoutePhoneApp || rec.Direction != pbx2teams.DirectionOutbound || rec.Result != b2bua.ResultAnswered ||
+		rec.PBXStatus != 200 || rec.TeamsStatus != 200 || rec.To != "2002" || rec.Media.PacketsToMS < 25 || rec.Media.PacketsFromMS < 25 {
+		t.Errorf("record %+v", rec)
+	}
+
+	// Kamailio knows no 4040: its 404 reaches the tab in plain words.
+	lc, err = e.B2BUA.Dial(ctx, u, "4040")
+	if err != nil {
+		t.Fatal(err)
+	}
+	end = w.until(t, lc.ID, pbx2teams.CallEnded)
+	if !strings.HasPrefix(end.Reason, "The PBX refused the call: 404") || !strings.Contains(end.Reason, "check the number") {
+		t.Errorf("reason %q", end.Reason)
+	}
+	rec = e.Rec.next(t)
+	if rec.PBXStatus != 404 || rec.Result != b2bua.ResultFailed {
+		t.Errorf("record %+v", rec)
+	}
+}
