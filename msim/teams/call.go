@@ -649,7 +649,11 @@ func (c *Call) newRequestSeq(m sip.RequestMethod, seq uint32) *sip.Request {
 	}
 	req.SetDestination(dest.Host + ":" + strconv.Itoa(port))
 	if c.conn != "" {
-		req.SetDestination(c.conn)
+		// Back over the caller's connection while it is open; once it is
+		// gone, to the Contact, as an edge would reach the peer's domain.
+		if conn, err := c.dc.ua.TransportLayer().GetConnection("tls", c.conn); err == nil && conn != nil {
+			req.SetDestination(c.conn)
+		}
 	}
 	return req
 }

@@ -232,6 +232,7 @@ type inviteOpts struct {
 	contactHost string // default the Phone App domain
 	body        string
 	media       *media // the call's media (for re-INVITE answers)
+	contactPort int
 }
 
 // invite sends the INVITE; it returns once the transaction is under way.
@@ -247,7 +248,8 @@ func (p *phoneApp) invite(ctx context.Context, upn string, o inviteOpts) *call {
 	if ch == "" {
 		ch = p.env.Domain
 	}
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "+442071230001", Host: ch, UriParams: sip.HeaderParams{{K: "transport", V: "tls"}}}})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "+442071230001", Host: ch, Port: o.contactPort,
+		UriParams: sip.HeaderParams{{K: "transport", V: "tls"}}}})
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody([]byte(o.body))
 	req.SetTransport("TLS")
@@ -614,5 +616,125 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 			t.Fatalf("timeout waiting for %s", what)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+func TestEdgeCancelAndOptions(t *testing.T) {
+	env := teamstest.StartFederation(t, teamstest.FederationOptions{})
+	alice := env.Tenant.AddUserUPN("alice@contoso.test", "", simteams.UserOptions{AnswerAfter: -1})
+	p := newPhoneApp(t, env, env.Certificate)
+	ctx := testCtx(t)
+
+	// OPTIONS: answered for the Phone App domain's certificate only.
+	opt := func(p *phoneApp) int {
+		t.Helper()
+		req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: env.Edge.Name, Port: env.Edge.Port})
+		from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: env.Domain}}
+		from.Params.Add("tag", sip.GenerateTagN(8))
+		req.AppendHeader(from)
+		req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: env.Domain}})
+		req.SetTransport("TLS")
+		res, err := p.cli.Do(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode
+	}
+	if st := opt(p); st != 200 {
+		t.Errorf("OPTIONS answered %d", st)
+	}
+	otherCert, err := env.PKI.Issue("other.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := opt(newPhoneApp(t, env, otherCert)); st != 403 {
+		t.Errorf("OPTIONS with another domain's certificate answered %d", st)
+	}
+
+	// CANCEL while ringing: 487, and the call is gone from the user.
+	c := p.invite(ctx, alice.UPN, inviteOpts{body: newMedia(t).offer("RTP/SAVP")})
+	in, err := alice.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "180 Ringing", func() bool {
+		for _, r := range c.provisional() {
+			if r.StatusCode == 180 {
+				return true
+			}
+		}
+		return false
+	})
+	inv := c.req
+	cancel := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	cancel.AppendHeader(sip.HeaderClone(inv.Via()))
+	for _, h := range []sip.Header{inv.From(), inv.To(), inv.CallID()} {
+		cancel.AppendHeader(sip.HeaderClone(h))
+	}
+	cancel.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	cancel.AppendHeader(&mf)
+	cancel.SetTransport("TLS")
+	cancel.SetDestination(inv.Destination())
+	cancel.SetBody(nil)
+	if res, err := p.cli.Do(ctx, cancel, func(*sipgo.Client, *sip.Request) error { return nil }); err != nil || res.StatusCode != 200 {
+		t.Fatalf("CANCEL: %v %v", res, err)
+	}
+	if res := c.wait(ctx); res.StatusCode != 487 {
+		t.Fatalf("INVITE after CANCEL: %s", res.StartLine())
+	}
+	<-in.Done()
+	if r := in.EndReason(); r != "cancelled" || len(alice.Calls()) != 0 {
+		t.Errorf("end reason %q, %d calls left", r, len(alice.Calls()))
+	}
+}
+
+// When the caller's connection is gone, the edge reaches the caller at its
+// Contact (a Phone App service that listens gets the BYE there).
+func TestEdgeByeAfterCallerConnectionClosed(t *testing.T) {
+	env := teamstest.StartFederation(t, teamstest.FederationOptions{})
+	alice := env.Tenant.AddUserUPN("alice@contoso.test", "", simteams.UserOptions{AnswerAfter: 0})
+	p := newPhoneApp(t, env, env.Certificate)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tln := tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{env.Certificate},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: env.PKI.Pool()})
+	srv, err := sipgo.NewServer(p.ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		p.byes <- req
+	})
+	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	go func() { _ = srv.ServeTLS(tln) }()
+	t.Cleanup(func() { tln.Close() })
+
+	ctx := testCtx(t)
+	m := newMedia(t)
+	c := p.invite(ctx, alice.UPN, inviteOpts{body: m.offer("RTP/SAVP"), contactPort: ln.Addr().(*net.TCPAddr).Port})
+	if res := c.wait(ctx); res.StatusCode != 200 {
+		t.Fatalf("call: %s", res.StartLine())
+	}
+	in := alice.Calls()[0]
+	conn, err := p.ua.TransportLayer().GetConnection("tls", fmt.Sprintf("127.0.0.1:%d", env.Edge.Port))
+	if err != nil || conn == nil {
+		t.Fatalf("the Phone App's connection to the edge: %v", err)
+	}
+	conn.Close()
+	waitFor(t, ctx, "the edge to see the connection closed", func() bool { return !in.CallerConnOpen() })
+	if err := in.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case bye := <-p.byes:
+		if bye.CallID().Value() != c.req.CallID().Value() {
+			t.Error("BYE for another call")
+		}
+	case <-ctx.Done():
+		t.Fatal("no BYE at the Contact")
 	}
 }

@@ -98,12 +98,12 @@ func linearToALaw(s int16) byte {
 
 // MediaStats are what a simulated endpoint received.
 type MediaStats struct {
-	Packets      int    // audio packets received and decrypted
-	PatternHits  int    // of them, equal to the sent pattern frame
-	AuthFailures int    // SRTP packets that failed authentication
-	DTMF         string // digits received as RFC 4733 events
-	Codec        string // negotiated audio codec
-	SentPackets  int
+	Packets      int    `json:"packets"`      // audio packets received and decrypted
+	PatternHits  int    `json:"patternHits"`  // of them, equal to the sent pattern frame
+	AuthFailures int    `json:"authFailures"` // SRTP packets that failed authentication
+	DTMF         string `json:"dtmf"`         // digits received as RFC 4733 events
+	Codec        string `json:"codec"`        // negotiated audio codec
+	SentPackets  int    `json:"sentPackets"`
 }
 
 // endpoint is the media of one simulated Teams call: one UDP socket
