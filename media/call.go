@@ -103,10 +103,12 @@ type latch struct {
 type leg struct {
 	id   Leg
 	opt  legOptions
-	rtp  *socket
-	rtcp *socket
+	pair *pair   // borrowed from the relay's pool at the first offer
+	rtp  *socket // pair.rtp once bound
+	rtcp *socket // pair.rtcp once the leg uses a separate RTCP port
 	port int
 	ip   netip.Addr // advertised
+	self binding    // what the leg's sockets point to while it owns them
 
 	negotiated   bool
 	remote       *sdp.Session // last description from the peer
@@ -158,9 +160,11 @@ type pending struct {
 // same way. OfferTo writes an offer of the relay's own, e.g. to put Teams
 // on hold with a=inactive.
 type Call struct {
-	r  *Relay
-	id string
-	w  engine
+	r         *Relay
+	id        string
+	w         engine
+	wi        int // index of w among the relay's workers and pools
+	hasWorker bool
 
 	mu     sync.Mutex
 	closed bool
@@ -197,6 +201,7 @@ func newCall(r *Relay, id string, opts []CallOption) *Call {
 	for i := range c.legs {
 		l := &c.legs[i]
 		l.id, l.opt = Leg(i), o[i]
+		l.self = binding{call: c, leg: l}
 		l.ip = r.cfg.AdvertisedIP
 		if l.id == LegB {
 			l.ip = r.cfg.AdvertisedIPB
@@ -471,20 +476,22 @@ func (c *Call) Close() error {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	var socks []*socket
+	var prs [2]*pair
 	for i := range c.legs {
 		l := &c.legs[i]
-		if l.rtcp != nil {
-			socks = append(socks, l.rtcp)
+		if l.pair != nil {
+			// From here the worker drops what arrives on these sockets.
+			l.pair.rtp.bound.Store(nil)
+			l.pair.rtcp.bound.Store(nil)
+			prs[i] = l.pair
 		}
-		if l.rtp != nil {
-			socks = append(socks, l.rtp)
-		}
-		l.rtp, l.rtcp = nil, nil
+		l.pair, l.rtp, l.rtcp = nil, nil, nil
 	}
 	c.mu.Unlock()
-	for _, s := range socks {
-		c.w.remove(s)
+	for _, p := range prs {
+		if p != nil {
+			c.r.giveBack(c.wi, p)
+		}
 	}
 	c.r.forget(c)
 	return nil
@@ -645,69 +652,40 @@ func withoutOrigin(b []byte) []byte {
 	return append(append([]byte(nil), b[:i]...), b[i+1+j:]...)
 }
 
-// allocate takes a port pair and opens the RTP socket of each leg.
+// allocate gives each leg a port pair: its RTP socket starts relaying
+// for the call at once, its RTCP socket when the leg needs it.
 func (c *Call) allocate() error {
-	if c.w == nil {
-		c.w = c.r.pickWorker()
+	if !c.hasWorker {
+		c.wi, c.hasWorker = c.r.pickWorker(), true
+		c.w = c.r.workers[c.wi]
 	}
 	for i := range c.legs {
-		if c.legs[i].rtp == nil {
-			if err := c.openLeg(&c.legs[i]); err != nil {
-				return err
-			}
+		l := &c.legs[i]
+		if l.pair != nil {
+			continue
 		}
+		p, err := c.r.borrow(c.wi)
+		if err != nil {
+			return err
+		}
+		l.pair, l.rtp, l.port = p, p.rtp, p.port
+		p.rtp.bound.Store(&l.self)
 	}
 	return nil
 }
 
-func (c *Call) openLeg(l *leg) error {
-	var lastErr error
-	for try := 0; try < 8; try++ {
-		port := c.r.ports.take()
-		if port == 0 {
-			return fail(pbx2teams.EUnavailable, ErrNoPorts,
-				"No free media ports in %d-%d; widen the range or lower the number of calls.", c.r.cfg.PortMin, c.r.cfg.PortMax)
-		}
-		fd, err := openUDP(c.r.family, c.r.cfg.BindIP, port)
-		if err != nil {
-			c.r.ports.release(port) // in use by another program: move on
-			lastErr = err
-			continue
-		}
-		s := &socket{fd: fd, port: port, call: c, leg: l, hold: &portHold{port: port}}
-		s.hold.refs.Store(1)
-		if err := c.w.add(s); err != nil {
-			closeFD(fd)
-			c.r.ports.release(port)
-			return fail(pbx2teams.EInternal, err, "Media socket could not be registered.")
-		}
-		l.rtp, l.port = s, port
-		return nil
-	}
-	return fail(pbx2teams.EUnavailable, errors.Join(ErrNoPorts, lastErr), "No media port could be bound in %d-%d.", c.r.cfg.PortMin, c.r.cfg.PortMax)
-}
-
-// ensureRTCP opens the leg's separate RTCP socket (port+1) and returns
-// its port, or 0 when it cannot be bound.
+// ensureRTCP puts the leg's separate RTCP socket (port+1) to use and
+// returns its port, or 0 when the leg has no ports.
 func (c *Call) ensureRTCP(l *leg) int {
 	if l.rtcp != nil {
 		return l.rtcp.port
 	}
-	port := l.port + 1
-	fd, err := openUDP(c.r.family, c.r.cfg.BindIP, port)
-	if err != nil {
-		c.r.log.Warn("media RTCP port unavailable", "call", c.id, "port", port, "err", err)
+	if l.pair == nil {
 		return 0
 	}
-	s := &socket{fd: fd, port: port, call: c, leg: l, rtcp: true, hold: l.rtp.hold}
-	s.hold.refs.Add(1)
-	if err := c.w.add(s); err != nil {
-		s.hold.refs.Add(-1)
-		closeFD(fd)
-		return 0
-	}
-	l.rtcp = s
-	return port
+	l.rtcp = l.pair.rtcp
+	l.rtcp.bound.Store(&l.self)
+	return l.rtcp.port
 }
 
 // commit installs a negotiated description as the leg's state.

@@ -46,7 +46,7 @@ func testRelay(t testing.TB, mod func(*Config)) *Relay {
 	min := portNext
 	portNext += 100
 	portMu.Unlock()
-	cfg := Config{BindIP: loopback, PortMin: min, PortMax: min + 99, Workers: 2, Engine: testEngine,
+	cfg := Config{BindIP: loopback, PortMin: min, PortMax: min + 99, Workers: 2, Engine: testEngine, PortQuarantine: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if mod != nil {
 		mod(&cfg)

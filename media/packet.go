@@ -44,9 +44,8 @@ func newScratch(tx sender) scratch {
 }
 
 // handle relays datagram i of a receive batch, which arrived on socket s
-// from address from; what it forwards goes to w.tx.
-func (c *Call) handle(w *scratch, s *socket, i int, pkt []byte, from *sockaddr, now int64) {
-	x := s.leg
+// of leg x from address from; what it forwards goes to w.tx.
+func (c *Call) handle(w *scratch, s *socket, x *leg, i int, pkt []byte, from *sockaddr, now int64) {
 	if len(pkt) < 8 || pkt[0]>>6 != 2 {
 		x.st.malformed++
 		return

@@ -30,6 +30,17 @@ type Config struct {
 	// PortMin and PortMax bound the UDP ports used. Each leg takes an even
 	// RTP port and reserves the next one for RTCP. Default 40000-49999.
 	PortMin, PortMax int
+	// SocketPool is the number of RTP/RTCP socket pairs kept bound and
+	// registered ahead of calls, so that setting up and ending a call
+	// costs no system call. 0 picks min(256, a quarter of the port
+	// range); a negative value disables the pool (every call binds its
+	// own pairs).
+	SocketPool int
+	// PortQuarantine: a port pair a call has finished with takes no new
+	// call for this long; its sockets stay open and drop whatever still
+	// arrives, so late packets of an ended call never reach another.
+	// Default 2 s.
+	PortQuarantine time.Duration
 	// MediaTimeout: a call whose legs have received no packet for this
 	// long is reported through the callback given to Call.OnTimeout.
 	// 0 disables the check.
@@ -76,6 +87,14 @@ func (c *Config) normalize() error {
 	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMax-c.PortMin < 3 {
 		return pbx2teams.Errorf(pbx2teams.EInvalid, "Media relay: port range %d-%d is invalid; it needs at least 4 ports between 1024 and 65535.", c.PortMin, c.PortMax)
 	}
+	pairs := (c.PortMax - (c.PortMin + c.PortMin%2) + 1) / 2
+	if c.SocketPool == 0 {
+		c.SocketPool = min(256, pairs/4)
+	}
+	c.SocketPool = min(c.SocketPool, pairs)
+	if c.PortQuarantine <= 0 {
+		c.PortQuarantine = 2 * time.Second
+	}
 	if c.RelatchAfter <= 0 {
 		c.RelatchAfter = time.Second
 	}
@@ -112,7 +131,14 @@ type Relay struct {
 	ports   *portPool
 	slots   []atomic.Pointer[socket] // indexed by port - PortMin
 	workers []engine
+	pools   []*pool // one per worker
 	next    atomic.Uint32
+
+	held       atomic.Int64 // pairs held by calls or in quarantine
+	shut       atomic.Bool  // closing: pairs given back are closed
+	kick       chan struct{}
+	keeperStop chan struct{}
+	keeperDone chan struct{}
 
 	mu     sync.Mutex
 	calls  map[*Call]struct{}
@@ -161,7 +187,31 @@ func NewRelay(cfg Config) (*Relay, error) {
 		go w.run()
 	}
 	r.engine = engine
+	r.startPools()
 	return r, nil
+}
+
+// startPools fills each worker's pool and starts the keeper.
+func (r *Relay) startPools() {
+	r.kick = make(chan struct{}, 1)
+	r.keeperStop = make(chan struct{})
+	r.keeperDone = make(chan struct{})
+	n := len(r.workers)
+	for i, w := range r.workers {
+		target := 0
+		if r.cfg.SocketPool > 0 {
+			target = r.cfg.SocketPool / n
+			if i < r.cfg.SocketPool%n {
+				target++
+			}
+		}
+		r.pools = append(r.pools, &pool{w: w, target: target})
+	}
+	// The first fill is synchronous: the relay starts ready for calls.
+	for _, pl := range r.pools {
+		r.tend(pl)
+	}
+	go r.keep()
 }
 
 // Engines of Config.Engine.
@@ -197,8 +247,9 @@ func (r *Relay) ActiveCalls() int {
 	return len(r.calls)
 }
 
-// FreePorts returns the number of RTP/RTCP port pairs still free.
-func (r *Relay) FreePorts() int { return r.ports.freeCount() }
+// FreePorts returns the number of RTP/RTCP port pairs free for new
+// calls: not held by a call nor in quarantine.
+func (r *Relay) FreePorts() int { return len(r.ports.used) - int(r.held.Load()) }
 
 // Close closes every call and stops the workers.
 func (r *Relay) Close() error {
@@ -213,9 +264,15 @@ func (r *Relay) Close() error {
 		calls = append(calls, c)
 	}
 	r.mu.Unlock()
+	if r.keeperStop != nil {
+		close(r.keeperStop)
+		<-r.keeperDone
+	}
+	r.shut.Store(true)
 	for _, c := range calls {
 		c.Close()
 	}
+	r.drainPools()
 	for _, w := range r.workers {
 		w.stop()
 	}
@@ -228,8 +285,8 @@ func (r *Relay) forget(c *Call) {
 	r.mu.Unlock()
 }
 
-func (r *Relay) pickWorker() engine {
-	return r.workers[int(r.next.Add(1))%len(r.workers)]
+func (r *Relay) pickWorker() int {
+	return int(r.next.Add(1)) % len(r.workers)
 }
 
 // portPool hands out RTP/RTCP port pairs (even, even+1) round-robin, so a

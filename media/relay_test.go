@@ -557,29 +557,40 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 }
 
 // TestCallsReleaseEverything sets up, uses and closes calls repeatedly:
-// every port pair and descriptor comes back.
+// every port pair comes back, and descriptors do not pile up (without a
+// pool every one is closed; with one, idle sockets stay bounded by it).
 func TestCallsReleaseEverything(t *testing.T) {
-	r := testRelay(t, nil)
-	free := r.FreePorts()
-	pbx, teams := newPeer(t), newPeer(t)
-	fds := openFDs(t)
-	for round := 0; round < 3; round++ {
-		var calls []*Call
-		for i := 0; i < 10; i++ {
-			c := r.NewCall(fmt.Sprintf("c%d-%d", round, i))
-			calls = append(calls, c)
-			toA, _ := setupCall(t, c, pbx, teams)
-			pbx.send(toA, pbx.packet(0))
-			teams.mustRecv(pbx.seq, 0)
-		}
-		for _, c := range calls {
-			c.Close()
-		}
-		eventually(t, "ports back", func() bool { return r.FreePorts() == free })
-	}
-	eventually(t, "descriptors closed", func() bool { return openFDs(t) <= fds })
-	if r.ActiveCalls() != 0 {
-		t.Errorf("%d calls still active", r.ActiveCalls())
+	for _, pooled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pool=%v", pooled), func(t *testing.T) {
+			r := testRelay(t, func(c *Config) {
+				if !pooled {
+					c.SocketPool = -1
+				}
+			})
+			free := r.FreePorts()
+			pbx, teams := newPeer(t), newPeer(t)
+			fds := openFDs(t)
+			for round := 0; round < 3; round++ {
+				var calls []*Call
+				for i := 0; i < 10; i++ {
+					c := r.NewCall(fmt.Sprintf("c%d-%d", round, i))
+					calls = append(calls, c)
+					toA, _ := setupCall(t, c, pbx, teams)
+					pbx.send(toA, pbx.packet(0))
+					teams.mustRecv(pbx.seq, 0)
+				}
+				for _, c := range calls {
+					c.Close()
+				}
+				eventually(t, "ports back", func() bool { return r.FreePorts() == free })
+			}
+			// A pool keeps up to twice its size ready, two sockets a pair.
+			limit := fds + 4*max(r.cfg.SocketPool, 0)
+			eventually(t, "descriptors closed", func() bool { return openFDs(t) <= limit })
+			if r.ActiveCalls() != 0 {
+				t.Errorf("%d calls still active", r.ActiveCalls())
+			}
+		})
 	}
 }
 

@@ -257,16 +257,20 @@ func (w *uworker) receive(s *socket, b []byte) {
 	namelen := *(*uint32)(unsafe.Pointer(&b[0]))
 	payload := int(*(*uint32)(unsafe.Pointer(&b[8])))
 	flags := *(*uint32)(unsafe.Pointer(&b[12]))
-	c := s.call
+	bd := s.bound.Load()
+	if bd == nil {
+		return // an idle socket: in the pool or in quarantine
+	}
+	c, x := bd.call, bd.leg
 	c.mu.Lock()
 	switch {
 	case c.closed:
 	case flags&unix.MSG_TRUNC != 0 || recvPayloadOffset+payload > len(b) || namelen > recvNameSize:
-		s.leg.st.malformed++
+		x.st.malformed++
 	default:
 		copy((*[recvNameSize]byte)(w.from.ptr())[:], b[recvmsgOutSize:recvPayloadOffset])
 		w.from.n = namelen
-		c.handle(&w.scratch, s, 0, b[recvPayloadOffset:recvPayloadOffset+payload], &w.from, w.r.now())
+		c.handle(&w.scratch, s, x, 0, b[recvPayloadOffset:recvPayloadOffset+payload], &w.from, w.r.now())
 	}
 	c.mu.Unlock()
 }
@@ -355,17 +359,20 @@ func (w *uworker) service() {
 	}
 }
 
-func (w *uworker) request(c uctl) {
+// request queues control requests for the loop and wakes it.
+func (w *uworker) request(ss []*socket, add bool) {
 	w.mu.Lock()
-	w.ctl = append(w.ctl, c)
+	for _, s := range ss {
+		w.ctl = append(w.ctl, uctl{s: s, add: add})
+	}
 	w.mu.Unlock()
 	one := [8]byte{1}
 	_, _ = unix.Write(w.evfd, one[:])
 }
 
-func (w *uworker) add(s *socket) error { w.request(uctl{s: s, add: true}); return nil }
+func (w *uworker) add(ss []*socket) error { w.request(ss, true); return nil }
 
-func (w *uworker) remove(s *socket) { w.request(uctl{s: s}) }
+func (w *uworker) remove(ss []*socket) { w.request(ss, false) }
 
 func (w *uworker) stop() {
 	w.mu.Lock()

@@ -13,12 +13,11 @@ import (
 
 // socket is one bound UDP socket of a call leg.
 type socket struct {
-	fd   int
-	port int
-	call *Call
-	leg  *leg
-	rtcp bool      // the separate RTCP socket (port+1) rather than the RTP one
-	hold *portHold // the leg's port pair, released when its last socket is closed
+	fd    int
+	port  int
+	rtcp  bool                    // the RTCP socket (port+1) of its pair rather than the RTP one
+	hold  *portHold               // the port pair, released when its last socket is closed
+	bound atomic.Pointer[binding] // the call and leg it relays for; nil while idle
 
 	closing bool // io_uring engine: removal under way (owned by the worker)
 }
@@ -41,8 +40,8 @@ func (s *socket) closed(r *Relay) {
 // engine is a packet-forwarding worker: it owns the sockets of its calls
 // and, on its own goroutine, relays what arrives on them.
 type engine interface {
-	add(s *socket) error // start receiving on s
-	remove(s *socket)    // stop, and close s once nothing refers to it
+	add(ss []*socket) error // start receiving on ss; on error none is registered
+	remove(ss []*socket)    // stop, and close each once nothing refers to it
 	stop()
 }
 
@@ -118,25 +117,33 @@ func newWorker(r *Relay) (*worker, error) {
 	return w, nil
 }
 
-// add registers a socket with the worker's epoll set.
-func (w *worker) add(s *socket) error {
-	id := s.port - w.r.cfg.PortMin
-	w.r.slots[id].Store(s)
-	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}); err != nil {
-		w.r.slots[id].CompareAndSwap(s, nil)
-		return err
+// add registers sockets with the worker's epoll set.
+func (w *worker) add(ss []*socket) error {
+	for i, s := range ss {
+		id := s.port - w.r.cfg.PortMin
+		w.r.slots[id].Store(s)
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}); err != nil {
+			w.r.slots[id].CompareAndSwap(s, nil)
+			for _, d := range ss[:i] {
+				w.r.slots[d.port-w.r.cfg.PortMin].CompareAndSwap(d, nil)
+				_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, d.fd, nil)
+			}
+			return err
+		}
 	}
 	return nil
 }
 
-// remove unregisters a socket and hands it to the worker to close: only
+// remove unregisters sockets and hands them to the worker to close: only
 // the worker closes descriptors, so it never reads from a number the
 // kernel has already given to a new socket.
-func (w *worker) remove(s *socket) {
-	w.r.slots[s.port-w.r.cfg.PortMin].CompareAndSwap(s, nil)
-	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+func (w *worker) remove(ss []*socket) {
+	for _, s := range ss {
+		w.r.slots[s.port-w.r.cfg.PortMin].CompareAndSwap(s, nil)
+		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+	}
 	w.mu.Lock()
-	w.closing = append(w.closing, s)
+	w.closing = append(w.closing, ss...)
 	w.mu.Unlock()
 	w.wake()
 }
@@ -219,18 +226,23 @@ func (w *worker) receive(s *socket) {
 	w.process(s, n)
 }
 
-// process relays the n datagrams in w.rx that arrived on s.
+// process relays the n datagrams in w.rx that arrived on s; on an idle
+// socket (in the pool or in quarantine) they are dropped.
 func (w *worker) process(s *socket, n int) {
-	c := s.call
+	b := s.bound.Load()
+	if b == nil {
+		return
+	}
+	c, x := b.call, b.leg
 	now := w.r.now()
 	c.mu.Lock()
 	if !c.closed {
 		for i := 0; i < n; i++ {
 			if w.rx.truncated(i) {
-				s.leg.st.malformed++
+				x.st.malformed++
 				continue
 			}
-			c.handle(&w.scratch, s, i, w.rx.packet(i), &w.rx.from[i], now)
+			c.handle(&w.scratch, s, x, i, w.rx.packet(i), &w.rx.from[i], now)
 		}
 		w.tx.flush()
 	}
