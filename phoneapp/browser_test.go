@@ -152,7 +152,7 @@ func TestBrowserJourney(t *testing.T) {
 	// waitTab polls until a condition on the tab's document holds.
 	waitTab := func(what, cond string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(bc, 20*time.Second)
+		ctx, cancel := context.WithTimeout(bc, 30*time.Second)
 		defer cancel()
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`(function(){ try { var d = `+tab+`; if (!d || !d.body) return false; return !!(`+cond+`); } catch (e) { return false; } })()`,
 			chromedp.WithPollingInterval(50*time.Millisecond)))
@@ -287,8 +287,9 @@ func TestBrowserJourney(t *testing.T) {
 
 	t.Logf("step 7 at %v", time.Since(start).Round(time.Millisecond))
 	// 7. A reload keeps the call shown, live.
+	inTab(`d.body.dataset.old = "yes"`) // tells the old document from the reloaded one
 	do("reload the tab", chromedp.Click(chromedp.ID("reload-tab")))
-	waitTab("the reloaded tab signs in", `d.body.dataset.ready === "yes" && d.body.dataset.live === "yes"`)
+	waitTab("the reloaded tab signs in", `d.body.dataset.old !== "yes" && d.body.dataset.ready === "yes" && d.body.dataset.live === "yes"`)
 	waitTab("call shown after reload", callSel+` && `+callSel+`.dataset.id === `+jsString(id)+` && `+callSel+`.dataset.state === "connected"`)
 	waitTab("packets still move after reload", `+`+callSel+`.querySelector(".pk-in").textContent > 0`)
 	shot("04-after-reload")
@@ -340,6 +341,13 @@ func TestBrowserJourney(t *testing.T) {
 	click("call Ann", "#contacts li .dial-this")
 	waitDialler("dial 203")
 	waitTab("calling Ann", `d.querySelector(".call[data-state=ringing_you]")`)
+	ctx, cancel = context.WithTimeout(bc, 20*time.Second)
+	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`(function(){ var e = document.querySelector(".teams-call .who"); return !!e && e.textContent === "203"; })()`))
+	cancel()
+	if err != nil {
+		v, _ := chromedp.Run(bc, chromedp.Evaluate[string](`document.querySelector(".teams-calls").innerText`))
+		t.Fatalf("Teams does not ring for the contact's call: %v; Teams shows %q; phones %+v", err, v, phones.calls)
+	}
 
 	t.Logf("step 11 at %v", time.Since(start).Round(time.Millisecond))
 	// 11. An error from the dialler is shown in plain words.
@@ -349,13 +357,22 @@ func TestBrowserJourney(t *testing.T) {
 	waitTab("error shown", `!d.getElementById("message").hidden && d.getElementById("message").textContent === "You already have a call ringing in Teams."`)
 
 	t.Logf("step 12 at %v", time.Since(start).Round(time.Millisecond))
-	// 12. Narrow tab (Teams' smallest): nothing overflows sideways.
+	// 12. Teams switches to its dark theme: the tab follows. Then a narrow
+	// tab (Teams' smallest): nothing overflows sideways.
+	lightBg := inTab(`d.defaultView.getComputedStyle(d.body).backgroundColor`)
+	do("dark theme", chromedp.SetValue(chromedp.ID("theme"), "dark"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("theme").dispatchEvent(new Event("change"))`))
+	waitTab("dark theme applied", `d.documentElement.dataset.theme === "dark"`)
+	if darkBg := inTab(`d.defaultView.getComputedStyle(d.body).backgroundColor`); darkBg == lightBg || darkBg != "rgb(31, 31, 31)" {
+		t.Fatalf("background light %s, dark %s", lightBg, darkBg)
+	}
+	shot("06-dark")
 	do("narrow window", chromedp.EmulateViewport(340, 900))
 	waitTab("narrow layout", `d.documentElement.clientWidth < 340`)
 	if v := inTab(`d.documentElement.scrollWidth <= d.documentElement.clientWidth`); v != "true" {
 		t.Fatalf("the tab overflows at %s px: scrollWidth %s", inTab(`d.documentElement.clientWidth`), inTab(`d.documentElement.scrollWidth`))
 	}
-	shot("06-narrow")
+	shot("07-narrow")
 	do("wide window", chromedp.EmulateViewport(1200, 1000))
 
 	t.Logf("step 13 at %v", time.Since(start).Round(time.Millisecond))
@@ -368,7 +385,7 @@ func TestBrowserJourney(t *testing.T) {
 	if v := inTab(`d.getElementById("app").hidden`); v != "true" {
 		t.Fatal("the dialler is shown to a refused user")
 	}
-	shot("07-refused")
+	shot("08-refused")
 	t.Logf("refused at %v", time.Since(start).Round(time.Millisecond))
 
 	// No script errors and no Content-Security-Policy violations; the

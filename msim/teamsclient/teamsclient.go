@@ -104,7 +104,9 @@ type Config struct {
 	Phones Phones
 	// Users lists users for the picker (optional; any UPN can be typed).
 	Users func() []User
-	// Theme is what getContext reports ("default", "dark" or "contrast").
+	// Theme is what getContext reports at first ("default", "dark" or
+	// "contrast"); the page's theme menu changes it and tells the tab
+	// with a themeChange message, as Teams does.
 	Theme  string
 	Logger *slog.Logger
 }
@@ -200,7 +202,7 @@ func (h *handler) client(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, h.cfg.BasePath, http.StatusSeeOther)
 		return
 	}
-	data := map[string]any{"UPN": upn, "Base": h.cfg.BasePath, "Tab": h.cfg.TabURL, "Phones": h.cfg.Phones != nil}
+	data := map[string]any{"UPN": upn, "Base": h.cfg.BasePath, "Tab": h.cfg.TabURL, "Phones": h.cfg.Phones != nil, "Theme": h.cfg.Theme}
 	// Resolve the user now so that a typo shows at once, not inside the tab.
 	if _, err := h.claims(upn); err != nil {
 		data["Error"] = err.Error()

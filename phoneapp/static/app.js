@@ -440,6 +440,10 @@
     n.setSelectionRange(n.value.length, n.value.length);
   }
 
+  function applyTheme(theme) {
+    if (theme === "default" || theme === "dark" || theme === "contrast") document.documentElement.dataset.theme = theme;
+  }
+
   // ---- start ----
   async function start() {
     if (!window.TeamsHost || !TeamsHost.hosted) {
@@ -449,7 +453,8 @@
     var me;
     try {
       await TeamsHost.initialize();
-      await TeamsHost.getContext();
+      applyTheme((await TeamsHost.getContext()).theme);
+      TeamsHost.onThemeChange(applyTheme);
       me = await api("GET", "api/me");
     } catch (e) {
       refuse(e.message || String(e));

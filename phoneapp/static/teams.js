@@ -8,6 +8,7 @@
   var nextId = 0;
   var pending = {};
   var initialized = null;
+  var themeHandler = null;
   var hostPatterns = (document.querySelector('meta[name="teams-hosts"]') || { content: "" })
     .content.split(/\s+/).filter(Boolean);
 
@@ -37,7 +38,14 @@
   window.addEventListener("message", function (evt) {
     if (!parentWin || evt.source !== parentWin || !originAllowed(evt.origin)) return;
     var d = evt.data;
-    if (!d || typeof d !== "object" || typeof d.id !== "number") return;
+    if (!d || typeof d !== "object") return;
+    if (typeof d.id !== "number") {
+      // A host-initiated message without id, e.g. {func: "themeChange", args: [theme]}.
+      if (d.func === "themeChange" && themeHandler && (parentOrigin === null || evt.origin === parentOrigin)) {
+        themeHandler(Array.isArray(d.args) ? d.args[0] : undefined);
+      }
+      return;
+    }
     var cb = pending[d.id];
     if (!cb) return;
     if (parentOrigin === null) parentOrigin = evt.origin;
@@ -67,6 +75,8 @@
 
   window.TeamsHost = {
     hosted: !!parentWin,
+    // onThemeChange registers the handler of the host's theme changes.
+    onThemeChange: function (fn) { themeHandler = fn; },
     // initialize resolves with {frameContext, hostClientType}.
     initialize: function () {
       if (!initialized) {

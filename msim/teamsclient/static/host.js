@@ -32,7 +32,9 @@
       case "initialize":
         return ["content", "web", runtime, "2.0.0"];
       case "getContext":
-        return [await getJSON("GET", "api/context" + q)];
+        var ctx = await getJSON("GET", "api/context" + q);
+        ctx.theme = themeSel.value;
+        return [ctx];
       case "authentication.getAuthToken":
         try {
           return [true, (await getJSON("POST", "api/token" + q)).token];
@@ -59,6 +61,17 @@
       log("host → " + d.func + (d.func === "authentication.getAuthToken" ? (args[0] ? " (token)" : " refused: " + args[1]) : ""));
     });
   });
+
+  var themeSel = document.getElementById("theme");
+  themeSel.value = body.dataset.theme || "default";
+  themeSel.addEventListener("change", function () {
+    // Host-initiated message: no id, as TeamsJS hosts send them.
+    frame.contentWindow.postMessage({ func: "themeChange", args: [themeSel.value] }, tabOrigin());
+    log("host → themeChange " + themeSel.value);
+  });
+  function tabOrigin() {
+    try { return new URL(frame.src, window.location.href).origin; } catch (e) { return "*"; }
+  }
 
   document.getElementById("reload-tab").addEventListener("click", function () {
     frame.contentWindow.location.reload();
