@@ -25,6 +25,13 @@ type teamsData struct {
 	LastJob       *pbx2teams.SyncJob
 	Readiness     *pbx2teams.Readiness
 	PhoneAppError string
+	// The customer's SBC subdomain: the label (as in the form), the
+	// provider's base FQDN and the full name.
+	SBCLabelForm string
+	SBCBase      string
+	SBCFQDN      string
+	// sbcOnly: form is the SBC label form; the other fields come from ts.
+	sbcOnly bool
 }
 
 func (s *server) teamsPage(w http.ResponseWriter, r *http.Request, rq *req) {
@@ -48,7 +55,13 @@ func (s *server) renderTeams(w http.ResponseWriter, r *http.Request, rq *req, st
 	if ts.PhoneAppGroup != nil {
 		d.PhoneAppGroup = *ts.PhoneAppGroup
 	}
-	if form != nil {
+	d.SBCBase = strings.Trim(strings.TrimSpace(s.opts.SBCBaseFQDN), ".")
+	d.SBCFQDN = pbx2teams.SBCFQDN(ts.SBCLabel, d.SBCBase)
+	d.SBCLabelForm = ts.SBCLabel
+	switch {
+	case form != nil && form.sbcOnly:
+		d.SBCLabelForm = form.SBCLabelForm
+	case form != nil:
 		d.Groups, d.PhoneAppGroup, d.SyncInterval = form.Groups, form.PhoneAppGroup, form.SyncInterval
 	}
 	d.Groups = append(append([]pbx2teams.Group(nil), d.Groups...), pbx2teams.Group{})

@@ -46,6 +46,10 @@ type Options struct {
 	// Sync is the Microsoft 365 engine (connect, Phone App authorization,
 	// Sync Now, readiness); nil leaves those out of the Teams services tab.
 	Sync *dirsync.Engine
+	// SBCBaseFQDN is the provider's SBC domain (e.g. sbc.example.com): the
+	// Teams services tab shows each customer's SBC FQDN as its label under
+	// it. Empty shows the label alone.
+	SBCBaseFQDN string
 }
 
 // server holds the portal's state: the service, parsed templates and the
@@ -121,6 +125,9 @@ func New(svc *pbx2teams.Service, opts Options) http.Handler {
 	cust("POST /a/{acc}/pbx", s.pbxSave)
 	cust("GET /a/{acc}/licences", s.licencesPage)
 	cust("POST /a/{acc}/licences", s.licencesSave)
+	cust("POST /a/{acc}/teams/sbc-label", s.sbcLabelSave)
+	cust("GET /a/{acc}/calls", s.callsPage)
+	cust("GET /a/{acc}/calls/{call}", s.callPage)
 	cust("GET /a/{acc}/users", s.usersPage)
 	cust("GET /a/{acc}/users.csv", s.usersExport)
 	cust("POST /a/{acc}/users/import", s.usersImport)

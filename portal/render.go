@@ -113,6 +113,7 @@ func (s *server) frame(ctx context.Context, rq *req, pg *page) {
 			{"teams", "Teams services", base + "teams"},
 			{"pbx", "PBX", base + "pbx"},
 			{"users", "Users", base + "users"},
+			{"calls", "Calls", base + "calls"},
 			{"licences", "Licences", base + "licences"},
 		}
 	} else {
@@ -172,6 +173,7 @@ var notices = map[string]string{
 	"m365-connected":       "Microsoft 365 connected. Run Sync Now to bring in your users.",
 	"phone-app-authorized": "Phone App authorized and published to your organization's Teams app catalog. Run Sync Now before and after configuring Phone App users.",
 	"sync-started":         "Sync started.",
+	"sbc-label-saved":      "SBC label saved. Add the new SBC domain in Microsoft 365 and update the PSTN gateway in Teams to use it.",
 }
 
 // notice returns the notice asked for by the query string, if any.
@@ -307,6 +309,16 @@ var funcs = template.FuncMap{
 	"isoDay":           isoDay,
 	"add":              func(a, b int) int { return a + b },
 	"syncSummary":      syncSummary,
+	"resultLabel":      resultLabel,
+	"resultClass":      resultClass,
+	"directionLabel":   directionLabel,
+	"routeLabel":       routeLabel,
+	"endedByLabel":     endedByLabel,
+	"sipStatus":        sipStatus,
+	"callDuration":     callDuration,
+	"secs":             fmtSeconds,
+	"clock":            fmtClock,
+	"millis":           millis,
 	"initial": func(s string) string {
 		for _, r := range s {
 			return strings.ToUpper(string(r))

@@ -37,6 +37,8 @@ type userRow struct {
 	Icon icon
 	Reg  *pbx2teams.RegistrationState
 	Href string
+	// CallsHref lists the user's calls.
+	CallsHref string
 	// Readiness of the user for Teams (nil without Microsoft 365).
 	Readiness *pbx2teams.Readiness
 	Failed    []pbx2teams.Check
@@ -79,7 +81,8 @@ func (s *server) renderUsers(w http.ResponseWriter, r *http.Request, rq *req, st
 		}
 	}
 	for _, u := range res.Users {
-		row := userRow{User: u, Icon: userIcon(u), Href: "/a/" + rq.acc.ID + "/users/" + u.ID}
+		row := userRow{User: u, Icon: userIcon(u), Href: "/a/" + rq.acc.ID + "/users/" + u.ID,
+			CallsHref: s.callsLink(rq.acc.ID, u.ID, "", "")}
 		if u.Kind.VoiceCapable() && (u.Configured() || u.SuggestedType != "" || u.Conflict != "") {
 			if row.Readiness = s.readinessFor(r, &u, ts); row.Readiness != nil {
 				row.Failed = row.Readiness.Failed()
