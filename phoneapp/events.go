@@ -30,6 +30,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	changes, cancel := h.cfg.Dialler.Watch(c.user)
 	defer cancel()
 
+	// A server-wide WriteTimeout would cut the stream; this one lives until
+	// the token expires or the page goes away.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("X-Accel-Buffering", "no")

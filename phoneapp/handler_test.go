@@ -493,3 +493,21 @@ func TestContactHelpers(t *testing.T) {
 		t.Fatal("MatchContact")
 	}
 }
+
+// TestEventStreamOutlivesWriteTimeout: a server with a WriteTimeout (as
+// production servers have) must not cut the live stream.
+func TestEventStreamOutlivesWriteTimeout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.srv.Config.WriteTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	alice := f.token(t, "alice@contoso.example", nil)
+	evs := f.openEvents(t, ctx, alice)
+	next(t, ctx, evs, "snapshot")
+	time.Sleep(time.Second) // well past the write timeout
+	r := f.do(t, "POST", "/phone/api/calls", alice, map[string]string{"number": "201"})
+	if ev := next(t, ctx, evs, "call"); ev.data["id"] != r.str("id") {
+		t.Fatalf("change after the write timeout: %v", ev.data)
+	}
+}
