@@ -204,6 +204,11 @@ func TestBrowserJourney(t *testing.T) {
 		t.Fatalf("line: %q", line)
 	}
 	waitTab("line state", `d.getElementById("line-state").textContent === "Line registered"`)
+	// The line state follows the registration live.
+	f.regs.set("u-alice", pbx2teams.RegistrationState{State: pbx2teams.RegFailed, StatusCode: 408, Reason: "The PBX did not answer"})
+	waitTab("line failing", `d.getElementById("line-state").textContent === "Line failing: The PBX did not answer (408)"`)
+	f.regs.set("u-alice", pbx2teams.RegistrationState{State: pbx2teams.RegRegistered})
+	waitTab("line registered again", `d.getElementById("line-state").textContent === "Line registered"`)
 	hostLog, _ := chromedp.Run(bc, chromedp.Evaluate[string](`document.getElementById("host-log").textContent`))
 	for _, m := range []string{"tab → initialize", "tab → getContext", "tab → authentication.getAuthToken", "host → authentication.getAuthToken (token)"} {
 		if !strings.Contains(hostLog, m) {

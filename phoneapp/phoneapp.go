@@ -100,14 +100,19 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
-// TeamsFrameAncestors are the origins of the Teams clients (web, the new
-// Teams and Microsoft 365 hosts) that may frame the tab.
+// TeamsFrameAncestors are the origins of the Microsoft hosts (Teams web
+// and desktop, Outlook, the Microsoft 365 app; commercial cloud) that may
+// frame the tab. teams.js accepts TeamsJS answers from the same origins;
+// the list follows the commercial entries of TeamsJS's own valid-origin
+// list.
 var TeamsFrameAncestors = []string{
 	"https://teams.microsoft.com",
 	"https://*.teams.microsoft.com",
 	"https://*.cloud.microsoft",
 	"https://*.office.com",
 	"https://outlook.office.com",
+	"https://outlook.office365.com",
+	"https://*.microsoft365.com",
 }
 
 type handler struct {
