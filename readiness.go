@@ -82,6 +82,10 @@ type ReadinessInput struct {
 	Facts          TenantFacts // nil in production
 	// Installed reports whether the Phone App is installed for the user.
 	Installed bool
+	// Rejection is the latest refusal of a Phone App call to the user, if
+	// any: it fails the check it proves wrong (603 external access, 480
+	// not Teams only).
+	Rejection *CallRejection
 }
 
 // TenantReadiness checks the tenant as a whole: connected, Phone App
@@ -172,8 +176,8 @@ func UserReadiness(u *User, ts *TeamsSettings, in ReadinessInput) Readiness {
 		} else {
 			r.add(Check{Key: "licence", Name: "No Teams Phone licence", State: CheckPass})
 		}
-		r.add(coexistenceCheck(u, in))
-		r.add(federationCheck(in.TenantID, in))
+		r.add(applyRejection(coexistenceCheck(u, in), in.Rejection))
+		r.add(applyRejection(federationCheck(in.TenantID, in), in.Rejection))
 		switch {
 		case in.Installed:
 			r.add(Check{Key: "installed", Name: "Phone App installed", State: CheckPass})
@@ -226,5 +230,6 @@ func (s *Service) UserReadiness(ctx context.Context, p *Principal, accountID, us
 	if _, err := s.Store.AppInstall(ctx, u.AccountID, u.ObjectID); err == nil {
 		in.Installed = true
 	}
+	in.Rejection = s.phoneAppRejection(ctx, u)
 	return u, UserReadiness(u, ts, in), nil
 }

@@ -81,3 +81,30 @@ func TestTenantReadiness(t *testing.T) {
 		t.Fatalf("failed %q", got)
 	}
 }
+
+// A refused call proves what Graph cannot show: a 603 from external access
+// fails that check (with the admin-center fix), a 480 "not in TeamsOnly
+// mode" fails coexistence, and a plain decline by the user proves nothing.
+func TestReadinessFromRefusedCalls(t *testing.T) {
+	now := time.Now()
+	ts := &TeamsSettings{TenantID: "t", ConsentedAt: &now, PhoneAppEnabled: true, PhoneAppAuthorizedAt: &now}
+	app := &User{Kind: KindPerson, Enabled: true, Type: ServicePhoneApp}
+	in := ReadinessInput{TenantID: "t", PhoneAppDomain: "app.example", Installed: true} // production: no facts
+	in.Rejection = &CallRejection{At: now, Status: 603, Warning: `External access does not allow app.example`}
+	r := UserReadiness(app, ts, in)
+	if got := failedKeys(r); got != "external_access" {
+		t.Fatalf("after a 603 from external access: failed %q", got)
+	}
+	c := r.Failed()[0]
+	if !strings.Contains(c.Detail, "603") || !strings.Contains(c.Fix, "app.example") {
+		t.Fatalf("check %+v", c)
+	}
+	in.Rejection = &CallRejection{At: now, Status: 480, Warning: "User is not in TeamsOnly mode"}
+	if got := failedKeys(UserReadiness(app, ts, in)); got != "teams_only" {
+		t.Fatalf("after a 480: failed %q", got)
+	}
+	in.Rejection = &CallRejection{At: now, Status: 603}
+	if r := UserReadiness(app, ts, in); !r.Ready {
+		t.Fatalf("a user's own decline failed readiness: %+v", r.Failed())
+	}
+}
