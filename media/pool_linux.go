@@ -27,9 +27,10 @@ import (
 // the pool allows. A keeper goroutine moves pairs out of quarantine and
 // keeps SocketPool pairs per relay ready: when fewer than half are, it
 // binds new ones from the port range (round-robin, as before) in the
-// background. Pairs coming out of quarantine refill the pool up to twice
-// SocketPool, so that bursts of calls ending and starting reuse sockets;
-// pairs beyond that are closed and their ports go back to the range. When the range is used
+// background. Pairs coming out of quarantine always go back to the pool,
+// so that under a steady load calls ending and starting reuse the same
+// sockets; pairs beyond SocketPool that stay unused for poolIdle are
+// closed and their ports go back to the range. When the range is used
 // up, a call takes the pair freed longest ago out of quarantine rather
 // than fail.
 
@@ -39,7 +40,14 @@ type pair struct {
 	port      int
 	rtp, rtcp *socket
 	freedAt   int64 // relay clock: when its last call let go
+	readyAt   int64 // relay clock: when it last became ready
 }
+
+// poolIdle is how long pairs beyond Config.SocketPool may stay ready
+// unused before they are closed: the pool grows with the load (so that
+// pairs coming out of quarantine serve new calls instead of being closed
+// while others are bound) and shrinks once the load has gone.
+const poolIdle = 10 * time.Second
 
 // binding is a socket's current owner: the call and leg its packets
 // belong to. Each leg embeds its own, so borrowing allocates nothing.
@@ -109,7 +117,9 @@ func (p *pool) take() (pr *pair, low bool) {
 // (ErrNoPorts when the range is used up).
 func (r *Relay) openPair() (*pair, error) {
 	var lastErr error
-	for try := 0; try < 8; try++ {
+	// Ports another program holds are skipped, across the whole range if
+	// need be.
+	for try := 0; try < len(r.ports.used); try++ {
 		port := r.ports.take()
 		if port == 0 {
 			return nil, fail(pbx2teams.EUnavailable, ErrNoPorts,
@@ -250,17 +260,22 @@ func (r *Relay) keep() {
 
 // tend ends the quarantines that are due and tops the pool up.
 func (r *Relay) tend(pl *pool) {
-	cutoff := r.now() - int64(r.cfg.PortQuarantine)
+	now := r.now()
+	cutoff := now - int64(r.cfg.PortQuarantine)
 	var surplus []*pair
 	pl.mu.Lock()
 	for p := pl.quarantine.front(); p != nil && p.freedAt <= cutoff; p = pl.quarantine.front() {
 		pl.quarantine.pop()
 		r.held.Add(-1)
-		if pl.ready.len() < 2*pl.target {
-			pl.ready.push(p)
-		} else {
-			surplus = append(surplus, p)
+		if pl.target == 0 {
+			surplus = append(surplus, p) // no pool: the pair is closed
+			continue
 		}
+		p.readyAt = now
+		pl.ready.push(p)
+	}
+	for p := pl.ready.front(); p != nil && pl.ready.len() > pl.target && p.readyAt <= now-int64(poolIdle); p = pl.ready.front() {
+		surplus = append(surplus, pl.ready.pop())
 	}
 	missing := 0
 	if pl.ready.len() < pl.lowWater() {
@@ -289,6 +304,7 @@ func (r *Relay) tend(pl *pool) {
 		return
 	}
 	for _, p := range fresh {
+		p.readyAt = now
 		pl.ready.push(p)
 	}
 	pl.mu.Unlock()
