@@ -27,6 +27,22 @@
 // customer connected to that tenant. There are no cookies and no server
 // sessions.
 //
+// # Wiring
+//
+//	h, err := phoneapp.New(phoneapp.Config{
+//		BasePath:  "/phone/",
+//		Validator: &m365.SSOValidator{Audiences: []string{clientID, "api://" + host + "/" + clientID}, Tenants: connected},
+//		Users:     phoneapp.TenantUsers{Accounts: accountsOfTenant, ByObjectID: store.UserByObjectID},
+//		Dialler:   b2bua.Dialler(),
+//		Registrations: sipEngine,
+//		Recent:    phoneapp.StoreRecent(store.Calls),
+//		Contacts:  &phoneapp.ContactSources{Outlook: outlook, Directory: store.Users},
+//	})
+//	mux.Handle("/phone/", h)
+//
+// In the sandbox, FrameAncestors: []string{"'self'"} lets the simulated
+// Teams client (package msim/teamsclient) on the same origin frame the tab.
+//
 // # Live state: server-sent events over fetch
 //
 // The page reads api/events with fetch() and a ReadableStream rather than
