@@ -153,7 +153,9 @@ func TestContactSources(t *testing.T) {
 	}
 	// Both sources down: a plain-words error.
 	cs3 := &phoneapp.ContactSources{Outlook: cs.Outlook, Logger: quiet,
-		Directory: func(context.Context, pbx2teams.UserQuery) (*pbx2teams.UserPage, error) { return nil, errors.New("db down") }}
+		Directory: func(context.Context, pbx2teams.UserQuery) (*pbx2teams.UserPage, error) {
+			return nil, errors.New("db down")
+		}}
 	if _, err := cs3.Contacts(ctx, adele, "", 50); pbx2teams.ErrorCode(err) != pbx2teams.EUnavailable || !strings.Contains(pbx2teams.ErrorMessage(err), "Contacts cannot be read") {
 		t.Fatalf("both down: %v", err)
 	}
