@@ -417,6 +417,9 @@ func (u *User) dial(ctx context.Context, number string, replaces sip.Header) (*C
 	t.mu.Lock()
 	route := t.route
 	t.mu.Unlock()
+	if route == "" && t.sim.cfg.VoiceRoute != nil {
+		route = strings.ToLower(t.sim.cfg.VoiceRoute(t.ID))
+	}
 	if route == "" {
 		return nil, errors.New("teams sim: tenant has no voice route (SetVoiceRoute)")
 	}

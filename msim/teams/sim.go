@@ -102,6 +102,10 @@ type Config struct {
 	// DirectoryUserOptions is how users found in the Directory behave
 	// (default SandboxUserOptions: answer after 2 s and echo).
 	DirectoryUserOptions *UserOptions
+	// VoiceRoute, when set, gives the voice route (the customer's SBC
+	// subdomain) of a tenant that has none set with SetVoiceRoute: in the
+	// sandbox, the subdomain of the customer connected to the tenant.
+	VoiceRoute func(tenantID string) string
 }
 
 // Sim is a running Direct Routing simulator.
