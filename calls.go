@@ -4,6 +4,8 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pbx2teams/pbx2teams/secrets"
@@ -125,8 +127,20 @@ func (s *Service) CallTrace(ctx context.Context, p *Principal, accountID, id str
 // the trace before storing it: digest Authorization headers and SDES
 // a=crypto key parameters never reach the database.
 func (s *Service) RecordCall(ctx context.Context, rec *CallRecord, tr *CallTrace) error {
+	clean, err := s.prepareCall(rec, tr)
+	if err != nil {
+		return err
+	}
+	// The caller's trace is left as it was; the stored copy is the clean one.
+	return s.Store.AppendCall(ctx, rec, clean)
+}
+
+// prepareCall checks and completes rec and returns the trace to store:
+// a copy of tr with its credentials and media keys removed and its size
+// bounded.
+func (s *Service) prepareCall(rec *CallRecord, tr *CallTrace) (*CallTrace, error) {
 	if rec == nil || rec.AccountID == "" {
-		return Errorf(EInvalid, "A call record needs its account.")
+		return nil, Errorf(EInvalid, "A call record needs its account.")
 	}
 	if rec.ID == "" {
 		rec.ID = secrets.NewID("call_")
@@ -143,26 +157,148 @@ func (s *Service) RecordCall(ctx context.Context, rec *CallRecord, tr *CallTrace
 	if rec.Result == "" {
 		rec.Result = ResultFailed
 	}
-	if tr != nil {
-		clean := &CallTrace{CallRecordID: rec.ID, CallID: tr.CallID, Dropped: tr.Dropped}
-		msgs := tr.Messages
-		if len(msgs) > MaxTraceMessages {
-			clean.Dropped += len(msgs) - MaxTraceMessages
-			msgs = msgs[:MaxTraceMessages]
-		}
-		clean.Messages = make([]TraceMessage, len(msgs))
-		for i, m := range msgs {
-			m.Summary = scrubSIP(firstLine(m.Summary))
-			m.Message = scrubSIP(m.Message)
-			if len(m.Message) > MaxTraceMessageSize {
-				m.Message = cutUTF8(m.Message, MaxTraceMessageSize) + "\r\n[cut: message longer than 16 KiB]"
-			}
-			clean.Messages[i] = m
-		}
-		tr = clean
+	if tr == nil {
+		return nil, nil
 	}
-	// The caller's trace is left as it was; the stored copy is the clean one.
-	return s.Store.AppendCall(ctx, rec, tr)
+	clean := &CallTrace{CallRecordID: rec.ID, CallID: tr.CallID, Dropped: tr.Dropped}
+	msgs := tr.Messages
+	if len(msgs) > MaxTraceMessages {
+		clean.Dropped += len(msgs) - MaxTraceMessages
+		msgs = msgs[:MaxTraceMessages]
+	}
+	clean.Messages = make([]TraceMessage, len(msgs))
+	for i, m := range msgs {
+		m.Summary = scrubSIP(firstLine(m.Summary))
+		m.Message = scrubSIP(m.Message)
+		if len(m.Message) > MaxTraceMessageSize {
+			m.Message = cutUTF8(m.Message, MaxTraceMessageSize) + "\r\n[cut: message longer than 16 KiB]"
+		}
+		clean.Messages[i] = m
+	}
+	return clean, nil
+}
+
+// CallLogWriter stores finished calls in the background, so that the SIP
+// engine never waits for the database: CallEnded only queues the call
+// (it fits sip/b2bua's Recorder). Calls queued together are written in one
+// transaction. When the queue is full a call is dropped and counted, never
+// blocking a call's goroutine.
+type CallLogWriter struct {
+	s       *Service
+	mu      sync.RWMutex
+	closed  bool
+	queue   chan queuedCall
+	done    chan struct{}
+	dropped atomic.Int64
+}
+
+type queuedCall struct {
+	rec *CallRecord
+	tr  *CallTrace
+}
+
+// callLogBatch bounds the calls written in one transaction.
+const callLogBatch = 256
+
+// NewCallLogWriter starts a writer with room for queue calls waiting
+// (default 10000). Close it to store what is queued and stop.
+func (s *Service) NewCallLogWriter(queue int) *CallLogWriter {
+	if queue <= 0 {
+		queue = 10000
+	}
+	w := &CallLogWriter{s: s, queue: make(chan queuedCall, queue), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// CallEnded queues a finished call and its trace (tr may be nil) for the
+// call log. The writer owns rec and tr from now on.
+func (w *CallLogWriter) CallEnded(rec *CallRecord, tr *CallTrace) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed || rec == nil {
+		return
+	}
+	select {
+	case w.queue <- queuedCall{rec, tr}:
+	default:
+		if w.dropped.Add(1)%1000 == 1 {
+			w.s.Log.Warn("call log: queue full, calls not recorded", "dropped", w.dropped.Load())
+		}
+	}
+}
+
+// Dropped is how many calls were not recorded because the queue was full.
+func (w *CallLogWriter) Dropped() int64 { return w.dropped.Load() }
+
+// Close stores the calls already queued and stops the writer.
+func (w *CallLogWriter) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	<-w.done
+}
+
+func (w *CallLogWriter) run() {
+	defer close(w.done)
+	batch := make([]queuedCall, 0, callLogBatch)
+	for first := range w.queue {
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < callLogBatch {
+			select {
+			case c, ok := <-w.queue:
+				if !ok {
+					break more
+				}
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		w.write(batch)
+	}
+}
+
+// write stores a batch in one transaction; if that fails (one bad call
+// spoils the batch), each call is tried on its own.
+func (w *CallLogWriter) write(batch []queuedCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready := make([]queuedCall, 0, len(batch))
+	for _, c := range batch {
+		tr, err := w.s.prepareCall(c.rec, c.tr)
+		if err != nil {
+			w.s.Log.Debug("call log: call not recorded", "call", c.rec.ID, "err", err)
+			continue
+		}
+		ready = append(ready, queuedCall{c.rec, tr})
+	}
+	if len(ready) == 0 {
+		return
+	}
+	err := w.s.Store.InTx(ctx, func(q Queries) error {
+		for _, c := range ready {
+			if err := q.AppendCall(ctx, c.rec, c.tr); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(ready) == 1 {
+		if err != nil {
+			w.s.Log.Error("call log: call not recorded", "call", ready[0].rec.ID, "account", ready[0].rec.AccountID, "err", err)
+		}
+		return
+	}
+	for _, c := range ready {
+		if err := w.s.Store.AppendCall(ctx, c.rec, c.tr); err != nil {
+			w.s.Log.Error("call log: call not recorded", "call", c.rec.ID, "account", c.rec.AccountID, "err", err)
+		}
+	}
 }
 
 // PruneCalls drops the traces of calls that ended more than the trace

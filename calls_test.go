@@ -310,3 +310,81 @@ func TestEnsureSBCLabels(t *testing.T) {
 		seen[ts.SBCLabel] = a.ID
 	}
 }
+
+// TestCallLogWriter: calls queued by the SIP engine are stored in the
+// background, in batches; a call of an unknown account does not spoil its
+// batch; with the database busy and the queue full, calls are dropped and
+// counted instead of blocking.
+func TestCallLogWriter(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
+	mk := func(acc string, i int) *pbx2teams.CallRecord {
+		return &pbx2teams.CallRecord{AccountID: acc, Direction: pbx2teams.DirectionInbound, Route: pbx2teams.RouteDirectRouting,
+			From: "+441632960001", To: "+441632960201", StartedAt: t0.Add(time.Duration(i) * time.Second), Result: pbx2teams.ResultAnswered}
+	}
+	w := f.svc.NewCallLogWriter(0)
+	for i := 0; i < 300; i++ {
+		acc := f.custA.ID
+		switch i {
+		case 10:
+			acc = "acc_missing" // refused by the store
+		case 20:
+			acc = "" // never known
+		}
+		w.CallEnded(mk(acc, i), &pbx2teams.CallTrace{CallID: "c", Messages: []pbx2teams.TraceMessage{{At: t0, Leg: "pbx", Direction: "in", Summary: "INVITE", Message: sipInvite}}})
+	}
+	w.Close()
+	w.CallEnded(mk(f.custA.ID, 999), nil) // after Close: ignored
+	n := 0
+	q := pbx2teams.CallQuery{AccountID: f.custA.ID, Limit: 200}
+	for {
+		page, err := f.svc.Calls(ctx, f.adminA, q)
+		must(t, err)
+		n += len(page.Calls)
+		for _, c := range page.Calls {
+			if c.ID == "" {
+				t.Fatal("a stored call without an ID")
+			}
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
+	}
+	if n != 298 || w.Dropped() != 0 {
+		t.Fatalf("stored %d calls (dropped %d), want 298", n, w.Dropped())
+	}
+	page, err := f.svc.Calls(ctx, f.adminA, pbx2teams.CallQuery{AccountID: f.custA.ID, Limit: 1})
+	must(t, err)
+	tr, err := f.svc.CallTrace(ctx, f.adminA, f.custA.ID, page.Calls[0].ID)
+	must(t, err)
+	if strings.Contains(tr.Messages[0].Message, "6629fae4") {
+		t.Error("the writer stored a credential")
+	}
+
+	// Busy database, queue of one: calls are dropped, not waited for.
+	hold, held := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = f.svc.Store.InTx(ctx, func(pbx2teams.Queries) error {
+			close(held)
+			<-hold
+			return nil
+		})
+	}()
+	<-held
+	w = f.svc.NewCallLogWriter(1)
+	for i := 0; i < 10; i++ {
+		w.CallEnded(mk(f.custB.ID, i), nil)
+	}
+	if w.Dropped() < 7 {
+		t.Errorf("dropped %d of 10 with a queue of one and a busy database", w.Dropped())
+	}
+	close(hold)
+	w.Close()
+	page, err = f.svc.Calls(ctx, f.adminB, pbx2teams.CallQuery{AccountID: f.custB.ID})
+	must(t, err)
+	if int64(len(page.Calls)) != 10-w.Dropped() {
+		t.Errorf("stored %d, dropped %d, of 10", len(page.Calls), w.Dropped())
+	}
+}

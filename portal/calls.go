@@ -82,7 +82,9 @@ func (s *server) callsPage(w http.ResponseWriter, r *http.Request, rq *req) {
 		if c.UserID != "" {
 			name, ok := names[c.UserID]
 			if !ok {
-				if u, err := s.svc.User(ctx, rq.p, rq.acc.ID, c.UserID); err == nil {
+				// The account was checked visible above; a plain lookup
+				// scoped to it is enough for each row.
+				if u, err := s.svc.Store.User(ctx, rq.acc.ID, c.UserID); err == nil {
 					name = displayName(u)
 				}
 				names[c.UserID] = name
