@@ -4,9 +4,8 @@ package media
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -217,10 +216,11 @@ func newCall(r *Relay, id string, opts []CallOption) *Call {
 	return c
 }
 
+// randomID is an SDP session id. It need not be secret, only unlikely to
+// repeat, so it comes from the runtime's fast generator rather than a
+// system call.
 func randomID() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:]) >> 2 // fits in a signed 64-bit integer, as some parsers want
+	return rand.Uint64() >> 2 // fits in a signed 64-bit integer, as some parsers want
 }
 
 // ID returns the identifier given to NewCall.
@@ -772,7 +772,7 @@ func (c *Call) recompute() {
 				if classify(cd) == kindAudio {
 					c.clock[x][cd.PT] = cd.ClockRate
 				}
-				if pt, ok := ptFor(cd.Key(), b.remoteCodecs, b.localCodecs); ok && pt != cd.PT {
+				if pt, ok := ptFor(cd, b.remoteCodecs, b.localCodecs); ok && pt != cd.PT {
 					c.ptMap[x][cd.PT] = pt
 				}
 			}
@@ -790,10 +790,10 @@ func (c *Call) resetMaps() {
 }
 
 // ptFor finds the payload type the receiving side uses for a codec.
-func ptFor(key string, lists ...[]sdp.Codec) (uint8, bool) {
+func ptFor(cd sdp.Codec, lists ...[]sdp.Codec) (uint8, bool) {
 	for _, l := range lists {
 		for _, c := range l {
-			if c.Key() == key {
+			if sameCodec(c, cd) {
 				return c.PT, true
 			}
 		}

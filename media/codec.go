@@ -2,6 +2,7 @@ package media
 
 import (
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/pbx2teams/pbx2teams"
@@ -71,23 +72,27 @@ func hasAudio(list []sdp.Codec) bool {
 	return false
 }
 
+// sameCodec reports whether two codecs have the same encoding name
+// (case-insensitive) and clock rate: sdp.Codec.Key equality, without
+// building the keys.
+func sameCodec(a, b sdp.Codec) bool {
+	return a.ClockRate == b.ClockRate && strings.EqualFold(a.Name, b.Name)
+}
+
 // Intersect returns the codecs of ours whose name and clock rate also
 // appear in theirs, in the order of theirs (the answerer's preference) and
 // with the payload type numbers and parameters of ours. It fails with
 // ErrNoCommonCodec when no audio codec is common; telephone-event and CN
 // alone do not make a call.
 func Intersect(ours, theirs []sdp.Codec) ([]sdp.Codec, error) {
-	var out []sdp.Codec
-	used := map[string]bool{}
+	out := make([]sdp.Codec, 0, min(len(ours), len(theirs)))
 	for _, t := range theirs {
-		k := t.Key()
-		if used[k] || classify(t) == kindNone {
+		if classify(t) == kindNone || slices.ContainsFunc(out, func(o sdp.Codec) bool { return sameCodec(o, t) }) {
 			continue
 		}
 		for _, o := range ours {
-			if o.Key() == k {
+			if sameCodec(o, t) {
 				out = append(out, o)
-				used[k] = true
 				break
 			}
 		}
