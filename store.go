@@ -56,6 +56,9 @@ type Queries interface {
 	// AccountBySBCLabel returns the account whose Teams settings have the
 	// SBC label (ENotFound if none).
 	AccountBySBCLabel(ctx context.Context, label string) (accountID string, err error)
+	// AccountsByTenant returns the ids of the customers connected to a
+	// Microsoft 365 tenant (consented), oldest connection first.
+	AccountsByTenant(ctx context.Context, tenantID string) ([]string, error)
 
 	// UpsertDirectoryUser inserts the user or updates the identity fields
 	// (ObjectID, UPN, DisplayName, Mail, Enabled, Kind, HasTeamsPhone,

@@ -21,6 +21,7 @@ var callTests = []struct {
 	{"CallsPrune", testCallsPrune},
 	{"CallInTxRollback", testCallInTxRollback},
 	{"SBCLabel", testSBCLabel},
+	{"AccountsByTenant", testAccountsByTenant},
 }
 
 func mkCall(accountID, userID string, started time.Time, result string) *pbx2teams.CallRecord {
@@ -309,4 +310,28 @@ func testSBCLabel(t *testing.T, s pbx2teams.Store) {
 	must(t, s.PutTeamsSettings(ctx, &pbx2teams.TeamsSettings{AccountID: tr.c3.ID}))
 	_, err = s.AccountBySBCLabel(ctx, "")
 	wantCode(t, err, pbx2teams.ENotFound)
+}
+
+func testAccountsByTenant(t *testing.T, s pbx2teams.Store) {
+	ctx := ctxOf(t)
+	tr := mkTree(t, s)
+	ids, err := s.AccountsByTenant(ctx, "tenant-a")
+	must(t, err)
+	if len(ids) != 0 {
+		t.Fatalf("no tenant connected yet: %v", ids)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	later := at.Add(time.Hour)
+	must(t, s.PutTeamsSettings(ctx, &pbx2teams.TeamsSettings{AccountID: tr.c2.ID, TenantID: "tenant-a", ConsentedAt: &later, SyncIntervalMinutes: 60}))
+	must(t, s.PutTeamsSettings(ctx, &pbx2teams.TeamsSettings{AccountID: tr.c1.ID, TenantID: "tenant-a", ConsentedAt: &at, SyncIntervalMinutes: 60}))
+	// Known tenant but consent not given: not connected.
+	must(t, s.PutTeamsSettings(ctx, &pbx2teams.TeamsSettings{AccountID: tr.c3.ID, TenantID: "tenant-a", SyncIntervalMinutes: 60}))
+	ids, err = s.AccountsByTenant(ctx, "tenant-a")
+	must(t, err)
+	if len(ids) != 2 || ids[0] != tr.c1.ID || ids[1] != tr.c2.ID {
+		t.Fatalf("AccountsByTenant = %v, want [%s %s]", ids, tr.c1.ID, tr.c2.ID)
+	}
+	if ids, err := s.AccountsByTenant(ctx, "tenant-b"); err != nil || len(ids) != 0 {
+		t.Fatalf("other tenant: %v %v", ids, err)
+	}
 }
