@@ -38,7 +38,11 @@ func (s *Service) CreateAccount(ctx context.Context, p *Principal, parentID stri
 			return err
 		}
 		if kind == KindCustomer {
-			if err := q.PutTeamsSettings(ctx, &TeamsSettings{AccountID: acc.ID, SyncIntervalMinutes: 60, UpdatedAt: s.now()}); err != nil {
+			ts := &TeamsSettings{AccountID: acc.ID, SyncIntervalMinutes: 60, UpdatedAt: s.now()}
+			if _, err := ensureSBCLabel(ctx, q, acc, ts); err != nil {
+				return err
+			}
+			if err := q.PutTeamsSettings(ctx, ts); err != nil {
 				return err
 			}
 		}

@@ -170,6 +170,10 @@ func TestSBCLabelDefaultsAndRules(t *testing.T) {
 	// its settings are first read by a viewer.
 	dup, err := f.svc.CreateAccount(ctx, f.partB, f.partB.AccountID, pbx2teams.KindCustomer, "Contoso")
 	must(t, err)
+	// The label is stored when the customer is created, before anyone reads it.
+	if stored, err := f.svc.Store.TeamsSettings(ctx, dup.ID); err != nil || !strings.HasPrefix(stored.SBCLabel, "contoso-") {
+		t.Fatalf("label stored at creation: %+v (%v)", stored, err)
+	}
 	viewer := viewerOf(t, f.svc, f.partB, dup.ID, "viewer@contoso2.example")
 	ts2, err := f.svc.TeamsSettings(ctx, viewer, dup.ID)
 	must(t, err)
