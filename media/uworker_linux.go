@@ -38,7 +38,7 @@ type uworker struct {
 	stopping bool
 
 	// Owned by the loop goroutine.
-	armed    map[uint32]*socket // by port offset
+	armed    []*socket // by port offset
 	tmpl     []byte             // msghdr template for receives
 	slotMem  []byte             // send slots: destination, then datagram
 	slots    []uslot            // one per receive buffer
@@ -77,7 +77,7 @@ const (
 )
 
 func newUworker(r *Relay) (*uworker, error) {
-	w := &uworker{r: r, done: make(chan struct{}), ready: make(chan error, 1), armed: map[uint32]*socket{}}
+	w := &uworker{r: r, done: make(chan struct{}), ready: make(chan error, 1), armed: make([]*socket, r.cfg.PortMax-r.cfg.PortMin+1)}
 	w.scratch = newScratch(w)
 	go w.run()
 	if err := <-w.ready; err != nil {
@@ -130,8 +130,10 @@ func (w *uworker) teardown() {
 	}
 	// With the ring gone nothing refers to the sockets any more.
 	for id, s := range w.armed {
-		s.closed(w.r)
-		delete(w.armed, id)
+		if s != nil {
+			s.closed(w.r)
+			w.armed[id] = nil
+		}
 	}
 	w.mu.Lock()
 	for _, c := range w.ctl {
@@ -201,7 +203,10 @@ func (w *uworker) onCQE(e *cqe) {
 	v := uint32(e.userData)
 	switch e.userData >> 56 {
 	case ukRecv:
-		s := w.armed[v]
+		var s *socket
+		if int(v) < len(w.armed) {
+			s = w.armed[v]
+		}
 		if e.flags&cqeFBuffer != 0 {
 			id := uint16(e.flags >> cqeBufferShift)
 			w.cur, w.queued = int32(id), false
@@ -216,7 +221,7 @@ func (w *uworker) onCQE(e *cqe) {
 		if e.flags&cqeFMore == 0 && s != nil {
 			switch {
 			case s.closing:
-				delete(w.armed, v)
+				w.armed[v] = nil
 				s.closed(w.r)
 			case e.res >= 0 || e.res == -int32(unix.ENOBUFS):
 				w.arm(s, v) // buffers ran out, or the kernel ended it: go on
