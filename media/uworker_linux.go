@@ -39,11 +39,11 @@ type uworker struct {
 
 	// Owned by the loop goroutine.
 	armed    []*socket // by port offset
-	tmpl     []byte             // msghdr template for receives
-	slotMem  []byte             // send slots: destination, then datagram
-	slots    []uslot            // one per receive buffer
-	cur      int32              // receive buffer being relayed, -1 outside
-	queued   bool               // cur's send slot is in use
+	tmpl     []byte    // msghdr template for receives
+	slotMem  []byte    // send slots: destination, then datagram
+	slots    []uslot   // one per receive buffer
+	cur      int32     // receive buffer being relayed, -1 outside
+	queued   bool      // cur's send slot is in use
 	from     sockaddr
 	stopNow  bool
 	complete func(*cqe)
