@@ -46,6 +46,8 @@ type config struct {
 	m365LoginURL, m365GraphURL             string
 	phoneAppDomain                         string
 	m365StateKey                           string
+
+	calls callsConfig
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -69,8 +71,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.phoneAppClientSecret, "phoneapp-client-secret", "", "client secret of the Phone App registration")
 	fs.StringVar(&c.m365LoginURL, "m365-login-url", m365.DefaultLoginURL, "Microsoft identity platform base URL")
 	fs.StringVar(&c.m365GraphURL, "m365-graph-url", m365.DefaultGraphURL, "Microsoft Graph base URL")
-	fs.StringVar(&c.phoneAppDomain, "phoneapp-domain", "phoneapp.pbx2teams.example", "domain Phone App calls come from (checked against tenants' external access)")
+	fs.StringVar(&c.phoneAppDomain, "phoneapp-domain", defaultPhoneAppDomain, "domain Phone App calls come from (checked against tenants' external access)")
 	fs.StringVar(&c.m365StateKey, "m365-state-key", "", "hex key signing consent states; the same on every node (default: random, single node)")
+	c.calls.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,6 +124,11 @@ type app struct {
 	// runners are started by start, in their own goroutines.
 	runners []func(ctx context.Context) error
 	log     *slog.Logger
+	// calls is the call plane (nil when calls are off).
+	calls *calls
+	// phoneAppGraph reads Graph with the Phone App's authorization
+	// (Outlook contacts for the tab); nil without a Phone App registration.
+	phoneAppGraph *m365.Client
 }
 
 // start runs the background planes (SIP engine, feeders, sync scheduler).
@@ -193,7 +201,11 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		c.publicURL = "http://" + c.httpAddr
 	}
 	c.publicURL = strings.TrimRight(c.publicURL, "/")
+	if c.phoneAppDomain == "" {
+		c.phoneAppDomain = defaultPhoneAppDomain
+	}
 	var facts pbx2teams.TenantFacts
+	var graph *msim.Sim
 	if c.sandbox {
 		sim, err := msim.NewSandbox(msim.Options{BaseURL: c.publicURL + sandboxPrefix})
 		if err != nil {
@@ -205,18 +217,39 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		c.m365LoginURL, c.m365GraphURL = c.publicURL+sandboxPrefix, c.publicURL+sandboxPrefix
 		c.m365ClientID, c.m365ClientSecret = msim.SandboxSyncClientID, msim.SandboxSyncClientSecret
 		c.phoneAppClientID, c.phoneAppClientSecret = msim.SandboxPhoneAppClientID, msim.SandboxPhoneAppClientSecret
-		facts = sim
+		facts, graph = sim, sim
 	}
 	dirSync, err := a.wireM365(c, facts)
 	if err != nil {
 		a.close()
 		return nil, err
 	}
+	var simTeams *sandboxTeams
+	if graph != nil {
+		if simTeams, err = a.startSandboxTeams(graph, &c); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	if err := a.wireSIP(c, reg); err != nil {
 		a.close()
 		return nil, err
 	}
-	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version, Sync: dirSync}))
+	if n, err := a.svc.EnsureSBCLabels(ctx); err != nil {
+		a.close()
+		return nil, fmt.Errorf("SBC labels: %w", err)
+	} else if n > 0 {
+		log.Info("SBC subdomain labels given to customers without one", "customers", n)
+	}
+	if err := a.wirePhoneApp(mux, c); err != nil {
+		a.close()
+		return nil, err
+	}
+	if err := a.mountSandboxClient(mux, c, graph, simTeams); err != nil {
+		a.close()
+		return nil, err
+	}
+	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version, Sync: dirSync, SBCBaseFQDN: c.calls.sbcFQDN}))
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -228,7 +261,7 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log, Sync: dirSync}))
+	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log, Sync: dirSync, SBCBaseFQDN: c.calls.sbcFQDN}))
 	a.handler = reg.Instrument(mux, routeClass)
 	return a, nil
 }
@@ -256,12 +289,17 @@ func (a *app) wireM365(c config, facts pbx2teams.TenantFacts) (*dirsync.Engine, 
 	var phoneApp *m365.Client
 	if c.phoneAppClientID != "" {
 		phoneApp = client(c.phoneAppClientID, c.phoneAppClientSecret)
+		a.phoneAppGraph = phoneApp
 	}
 	eng := dirsync.New(dirsync.Config{Service: a.svc, Sync: client(c.m365ClientID, c.m365ClientSecret), PhoneApp: phoneApp,
-		Facts: facts, PublicURL: c.publicURL, StateKey: stateKey, PhoneAppDomain: c.phoneAppDomain, Log: a.log})
+		Facts: facts, PublicURL: c.publicURL, TabURL: c.publicURL + phoneAppPath, StateKey: stateKey, PhoneAppDomain: c.phoneAppDomain, Log: a.log})
 	a.runners = append(a.runners, eng.Run)
 	return eng, nil
 }
+
+// defaultPhoneAppDomain is the domain Phone App calls come from unless
+// --phoneapp-domain names the provider's own.
+const defaultPhoneAppDomain = "phoneapp.pbx2teams.example"
 
 // sandboxPrefix is where serve --sandbox mounts the simulated Microsoft 365
 // (its login and Graph endpoints) on the portal's own address.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The wired binary serves the portal, the API's OpenAPI document, the
@@ -37,6 +38,8 @@ func TestServeWiring(t *testing.T) {
 		"/signin":              "<form",
 		"/metrics":             "pbx2teams_registrations",
 		"/_msim/common/v2.0/.well-known/openid-configuration": "token_endpoint",
+		"/phone/":       "teams.js",
+		"/_msim/teams/": "<",
 	} {
 		res, err := http.Get(srv.URL + path)
 		if err != nil {
@@ -46,6 +49,29 @@ func TestServeWiring(t *testing.T) {
 		res.Body.Close()
 		if res.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("GET %s = %d, body lacks %q", path, res.StatusCode, want)
+		}
+	}
+	// The sandbox's Direct Routing trunk and the simulated proxies see
+	// each other (OPTIONS both ways), and the call plane reports it.
+	if a.calls == nil || a.calls.link == nil {
+		t.Fatal("sandbox started without the call plane or the Phone App leg")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !a.calls.trunk.Active() {
+		if time.Now().After(deadline) {
+			t.Fatalf("trunk never active: %+v", a.calls.trunk.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, m := range []string{"pbx2teams_calls_active 0", `pbx2teams_teams_proxy_up{proxy="sip.pstnhub.microsoft.com"} 1`} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %q", m)
 		}
 	}
 	fi, err := os.Stat(filepath.Join(dir, "secret.key"))

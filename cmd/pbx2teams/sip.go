@@ -49,6 +49,10 @@ func (a *app) wireSIP(c config, reg *metrics.Registry) error {
 	}
 	a.closers = append(a.closers, func() { eng.Close() })
 	a.svc.Registrations = eng
+	c.calls.phoneAppDomain = c.phoneAppDomain
+	if a.calls, err = a.wireCalls(c.calls, stack, eng, reg); err != nil {
+		return err
+	}
 	feed := pbxlines.New(a.svc, eng, a.log)
 	a.svc.Listen(feed)
 	a.runners = append(a.runners, func(ctx context.Context) error { stack.Start(); return eng.Run(ctx) }, feed.Run)
