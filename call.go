@@ -191,3 +191,10 @@ type Dialler interface {
 	// called; slow readers miss intermediate states, never the last one.
 	Watch(u *User) (changes <-chan LiveCall, cancel func())
 }
+
+// TestCaller places a test call to a Phone App user: it rings them in Teams
+// through the Phone App leg and reports the outcome in plain words. The
+// B2BUA implements it.
+type TestCaller interface {
+	TestCall(ctx context.Context, u *User) (result, advice string, err error)
+}
