@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -251,14 +252,12 @@ func (l *load) setupCall(ctx context.Context, cl *ng.Client, fl relayFlavour, pr
 
 // run paces every stream at one packet per 20 ms, spreading the streams
 // evenly over the period in ticks, until stop is set. One goroutine does
-// everything. Go's timers wake it at best to the millisecond when it is
-// otherwise idle, so packets leave in bursts of about a millisecond's
-// worth; within a burst each send costs the generator a few microseconds
-// (it pays for the loopback delivery to the relay's sockets), which
-// spaces them out about as fast as a relay can take them. Precise
-// sleeping (clock_nanosleep with a 1 ns slack) would cost a timer
-// interrupt per tick, which on this kind of VM takes more CPU than the
-// generator has to spare. Every drainEvery ticks it collects the
+// everything. It sleeps to each tick with clock_nanosleep as a raw system
+// call: Go's own timers wake a thread at best to the millisecond when it
+// is otherwise idle (and a blocking system call the runtime knows about
+// hands the processor to another thread each time), which would send the
+// load in millisecond bursts that no population of phones produces and
+// that queue up in any relay. Every drainEvery ticks it collects the
 // transmit timestamps of what it sent and then the packets relayed back;
 // latency comes from the kernel's timestamps, not from when the
 // generator gets round to reading.
@@ -283,12 +282,13 @@ func (l *load) run() error {
 		*n = 0
 		return err
 	}
-	next := time.Now()
+	// Normal threads' timers may fire up to 50 µs late by default; SCHED_FIFO
+	// ones are never delayed.
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	next := monotonic()
 	for k := 0; !l.stop.Load(); k++ {
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(l.tick)
+		sleepUntil(next)
+		next += int64(l.tick)
 		for _, idx := range lists[k%perPeriod] {
 			s := &l.streams[idx]
 			s.seq++
@@ -390,6 +390,29 @@ func (l *load) drainTx(sock int) {
 			return
 		}
 	}
+}
+
+// monotonic is CLOCK_MONOTONIC in ns, the clock of sleepUntil, read
+// through Go's clock (the vDSO) rather than a system call each time.
+func monotonic() int64 { return monoBase + int64(time.Since(monoStart)) }
+
+var monoStart, monoBase = func() (time.Time, int64) {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now(), ts.Nano()
+}()
+
+// sleepUntil sleeps until CLOCK_MONOTONIC reaches t (ns). The thread
+// blocks without telling the runtime: the sleeps are shorter than a tick,
+// and the runtime's preemption signal ends one early if another goroutine
+// must run.
+func sleepUntil(t int64) {
+	if monotonic() >= t {
+		return
+	}
+	ts := unix.NsecToTimespec(t)
+	_, _, _ = unix.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME,
+		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 }
 
 // drain reads every datagram queued on one socket: dir 0 (A→B, SRTP)

@@ -21,8 +21,8 @@
 // window. loss_pct is the worst run's share of packets sent and never
 // received intact.
 //
-// By default (run.sh, BENCH_RT) the generator and the relays' packet
-// threads run SCHED_FIFO, so that other programs on a shared machine do
+// By default (run.sh, BENCH_RT) the generator and the relays run
+// SCHED_FIFO, so that other programs on a shared machine do
 // not decide the tail latency; BENCH_RT=0 measures under normal
 // scheduling.
 //
@@ -121,7 +121,10 @@ func main() {
 	flag.IntVar(&o.runs, "runs", envInt("RUNS", 3), "runs per relay (env RUNS); medians are printed")
 	flag.DurationVar(&o.tick, "tick", 200*time.Microsecond, "sender pacing step; streams are spread evenly over 20 ms in these steps")
 	flag.StringVar(&o.cpu, "relay-cpu", os.Getenv("RELAY_CPU"), "CPU list the relay under test is pinned to (env RELAY_CPU; default: the last CPU)")
-	flag.IntVar(&o.rteThreads, "rtpengine-threads", envInt("RTPENGINE_THREADS", 0), "rtpengine --num-threads (0: its default)")
+	// One worker thread on its one CPU: more only contend for it, and
+	// under SCHED_FIFO (which does not time-slice) they starve each
+	// other and rtpengine drops packets.
+	flag.IntVar(&o.rteThreads, "rtpengine-threads", envInt("RTPENGINE_THREADS", 1), "rtpengine --num-threads (0: its default, the number of CPUs)")
 	flag.StringVar(&o.only, "only", "", "run only this relay: pbx2teams or rtpengine")
 	flag.IntVar(&o.workers, "workers", 0, "pbx2teams relay workers (0: GOMAXPROCS of the pinned process)")
 	flag.StringVar(&o.engine, "engine", os.Getenv("ENGINE"), "pbx2teams relay engine: io_uring or epoll (env ENGINE; default: io_uring where available)")

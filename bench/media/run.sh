@@ -9,9 +9,9 @@
 # benchmark runs in its own session whose scheduler autogroup gets this
 # nice value, shielding both relays alike from other load.
 # BENCH_RT (default 10, 0 to disable): the generator and each relay's
-# packet threads run SCHED_FIFO at this priority (ours under chrt,
-# rtpengine through its own --scheduling=fifo --priority), as a
-# production media relay would be deployed; other programs then cannot
+# relays run SCHED_FIFO at this priority (under chrt; rtpengine with one
+# worker thread, RTPENGINE_THREADS, default 1), as a production media
+# relay would be deployed; other programs then cannot
 # delay packets by holding the CPUs. Needs root or CAP_SYS_NICE; without
 # it the benchmark runs under normal scheduling and says so.
 set -eu

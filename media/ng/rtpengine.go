@@ -20,7 +20,7 @@ type RtpengineOptions struct {
 	PortMin, PortMax int    // media port range
 	Threads          int    // --num-threads; 0 keeps rtpengine's default
 	CPU              string // when set, run under "taskset -c CPU"
-	RTPriority       int    // when > 0, its worker threads run SCHED_FIFO at this priority (--scheduling=fifo)
+	RTPriority       int    // when > 0, run under "chrt -f RTPriority" (SCHED_FIFO, every thread)
 	LogLevel         int    // default 4 (warnings)
 }
 
@@ -71,11 +71,7 @@ func StartRtpengine(ctx context.Context, o RtpengineOptions) (*Rtpengine, error)
 		name = "taskset"
 	}
 	if o.RTPriority > 0 {
-		// rtpengine's own real-time setting, for its packet workers; the
-		// rest of the daemon starts with normal scheduling whatever the
-		// caller's policy.
-		args = append(args, "--scheduling=fifo", "--priority="+strconv.Itoa(o.RTPriority))
-		args = append([]string{"-o", "0", name}, args...)
+		args = append([]string{"-f", strconv.Itoa(o.RTPriority), name}, args...)
 		name = "chrt"
 	}
 	logPath := filepath.Join(o.Dir, "rtpengine.log")
