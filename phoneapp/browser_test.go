@@ -280,8 +280,16 @@ func TestBrowserJourney(t *testing.T) {
 	// 6. Keypad tones: typed digits go to the call, and the keypad too.
 	focus(".call .hold")
 	keys("type tones", "5#")
-	waitDialler("dtmf " + id + " 5")
 	waitDialler("dtmf " + id + " #")
+	var tones []string
+	for _, a := range f.dialler.Actions() {
+		if strings.HasPrefix(a, "dtmf ") {
+			tones = append(tones, a)
+		}
+	}
+	if len(tones) != 2 || tones[0] != "dtmf "+id+" 5" {
+		t.Fatalf("tones reached the dialler as %v, want 5 then #", tones)
+	}
 	click("open the keypad", ".call .keypad-toggle")
 	click("keypad 9", `.call .dtmf-pad button[data-key="9"]`)
 	waitDialler("dtmf " + id + " 9")
@@ -355,6 +363,10 @@ func TestBrowserJourney(t *testing.T) {
 	}
 
 	t.Logf("step 11 at %v", time.Since(start).Round(time.Millisecond))
+	// Alice declines it in Teams: the tab says so.
+	do("decline in Teams", chromedp.Click(chromedp.CSS(".teams-call .decline")))
+	waitTab("declined", `!d.getElementById("message").hidden && d.getElementById("message").textContent === "You declined the call in Teams."`)
+
 	// 11. An error from the dialler is shown in plain words.
 	f.dialler.failNext("Dial", pbx2teams.Errorf(pbx2teams.EConflict, "You already have a call ringing in Teams."))
 	focus("#number")
@@ -375,7 +387,8 @@ func TestBrowserJourney(t *testing.T) {
 	do("narrow window", chromedp.EmulateViewport(340, 900))
 	waitTab("narrow layout", `d.documentElement.clientWidth < 340`)
 	if v := inTab(`d.documentElement.scrollWidth <= d.documentElement.clientWidth`); v != "true" {
-		t.Fatalf("the tab overflows at %s px: scrollWidth %s", inTab(`d.documentElement.clientWidth`), inTab(`d.documentElement.scrollWidth`))
+		wide := inTab(`Array.prototype.filter.call(d.querySelectorAll("body *"), function (e) { return e.getBoundingClientRect().right > d.documentElement.clientWidth + 0.5; }).map(function (e) { return e.tagName + "." + e.className + "#" + e.id + "=" + Math.round(e.getBoundingClientRect().right) + " " + (e.textContent || "").slice(0, 40); }).join(" | ")`)
+		t.Fatalf("the tab overflows at %s px: scrollWidth %s; too wide: %s", inTab(`d.documentElement.clientWidth`), inTab(`d.documentElement.scrollWidth`), wide)
 	}
 	shot("07-narrow")
 	do("wide window", chromedp.EmulateViewport(1200, 1000))

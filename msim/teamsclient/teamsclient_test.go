@@ -194,27 +194,44 @@ func (c *caller) invite(ctx context.Context, upn string) (*sip.Request, <-chan *
 		c.t.Fatal(err)
 	}
 	final := make(chan *sip.Response, 1)
+	// handle takes a response and reports whether it was the final one.
+	handle := func(res *sip.Response) bool {
+		if res.StatusCode < 200 {
+			return false
+		}
+		if res.IsSuccess() {
+			ack := sip.NewRequest(sip.ACK, res.Contact().Address)
+			ack.AppendHeader(sip.HeaderClone(req.From()))
+			ack.AppendHeader(sip.HeaderClone(res.To()))
+			ack.AppendHeader(sip.HeaderClone(req.CallID()))
+			ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
+			ack.SetTransport("TLS")
+			_ = c.cli.WriteRequest(ack)
+		}
+		final <- res
+		return true
+	}
 	go func() {
 		defer tx.Terminate()
 		for {
 			select {
 			case res := <-tx.Responses():
-				if res.StatusCode < 200 {
-					continue
+				if handle(res) {
+					return
 				}
-				if res.IsSuccess() {
-					ack := sip.NewRequest(sip.ACK, res.Contact().Address)
-					ack.AppendHeader(sip.HeaderClone(req.From()))
-					ack.AppendHeader(sip.HeaderClone(res.To()))
-					ack.AppendHeader(sip.HeaderClone(req.CallID()))
-					ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
-					ack.SetTransport("TLS")
-					_ = c.cli.WriteRequest(ack)
-				}
-				final <- res
-				return
 			case <-tx.Done():
-				return
+				// A 2xx ends the client transaction at once: its response
+				// may still be waiting in the channel.
+				for {
+					select {
+					case res := <-tx.Responses():
+						if handle(res) {
+							return
+						}
+					default:
+						return
+					}
+				}
 			case <-ctx.Done():
 				return
 			}

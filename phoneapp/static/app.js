@@ -131,12 +131,16 @@
     return null;
   }
 
-  async function sendDTMF(entry, digits) {
-    try {
-      await api("POST", "api/calls/" + encodeURIComponent(entry.call.id) + "/dtmf", { digits: digits });
-      entry.sent += digits;
-      $(".dtmf-sent", entry.el).textContent = entry.sent;
-    } catch (e) { fail(e); }
+  // Tones of one call go out one request at a time, in the order typed.
+  function sendDTMF(entry, digits) {
+    entry.tones = (entry.tones || Promise.resolve()).then(async function () {
+      try {
+        await api("POST", "api/calls/" + encodeURIComponent(entry.call.id) + "/dtmf", { digits: digits });
+        entry.sent += digits;
+        $(".dtmf-sent", entry.el).textContent = entry.sent;
+      } catch (e) { fail(e); }
+    });
+    return entry.tones;
   }
 
   function makeCallEl(entry) {
@@ -248,6 +252,8 @@
         // Keep the ended call (and its reason) in view for a moment; the
         // call log may be written just after the end, so read it twice.
         entry.endedAt = Date.now();
+        // A call that never connected says why, beyond the card's life.
+        if (c.state === "ended" && !c.answered_at && c.reason) showMessage(c.reason);
         loadRecent();
         setTimeout(function () { removeCall(c.id); loadRecent(); }, 5000);
       }
