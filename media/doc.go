@@ -32,7 +32,11 @@
 // Packet path: each call has one UDP socket per leg (plus one for RTCP
 // where the peer does not multiplex), served by one of Config.Workers
 // goroutines, so a call's packets are handled in order without hand-offs
-// and without allocation. Two engines move the packets (Config.Engine):
+// and without allocation. The sockets come in RTP/RTCP pairs from a pool
+// (Config.SocketPool) kept bound and registered ahead of calls, so call
+// set-up and tear-down make no system call; a pair a call has finished
+// with stays in quarantine (Config.PortQuarantine), dropping late
+// packets, before another call may take it. Two engines move the packets (Config.Engine):
 // io_uring (default where the kernel allows it: multishot receives into
 // provided buffers, sends queued and submitted in one system call per
 // batch across all sockets; a receive buffer returns to the kernel only
