@@ -215,6 +215,10 @@ func (c *call) finish() {
 	c.rec.EndedAt = time.Now().UTC()
 	if c.rec.Result == "" {
 		c.rec.Result = ResultFailed
+		if c.live != nil && !c.connected && (c.rec.EndedBy == endTeams || c.rec.EndedBy == endUser) {
+			// The Phone App user hung up before the far end answered.
+			c.rec.Result = ResultCancelled
+		}
 	}
 	c.rec.Media = MediaRecord{Codec: st.A.Codec, PacketsFromPBX: st.A.PacketsIn, PacketsToPBX: st.A.PacketsOut,
 		PacketsFromMS: st.B.PacketsIn, PacketsToMS: st.B.PacketsOut, LostFromPBX: st.A.Lost, LostFromMS: st.B.Lost,

@@ -13,6 +13,7 @@ import (
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/media"
 	msdp "github.com/pbx2teams/pbx2teams/media/sdp"
+	"github.com/pbx2teams/pbx2teams/sip/sipx"
 )
 
 // The Dialler: call control the Phone App tab drives for one user.
@@ -268,7 +269,7 @@ func pbxRefusal(res *sip.Response) string {
 
 // supportsReplaces reports whether a peer's answer lists REFER in Allow
 // and replaces in Supported (RFC 3891).
-func supportsReplaces(res *sip.Response) bool {
+func supportsReplaces(res interface{ GetHeaders(string) []sip.Header }) bool {
 	has := func(names []string, want string) bool {
 		for _, n := range names {
 			for _, h := range res.GetHeaders(n) {
@@ -384,7 +385,16 @@ func (b *B2BUA) Transfer(ctx context.Context, u *pbx2teams.User, callID, target 
 	}
 	p.mu.Lock()
 	domain := p.remoteURI.Host
+	if p.uas {
+		// An incoming call: the caller's URI may not name the PBX.
+		domain = p.localURI.Host
+	}
 	p.mu.Unlock()
+	if ps, err := b.cfg.Directory.PBXSettings(ctx, u.AccountID); err == nil && ps.Domain != "" {
+		if h, _, err := sipx.SplitHostPort(ps.Domain); err == nil {
+			domain = h
+		}
+	}
 	referTo := "<" + (&sip.Uri{Scheme: "sip", User: num, Host: domain}).String() + ">"
 	return c.refer(ctx, p, referTo, "Transferred to "+num+".")
 }

@@ -186,7 +186,7 @@ func endReason(rec *Record, transferred bool) string {
 		if rec.Direction == pbx2teams.DirectionInbound {
 			return "Missed call: the caller hung up before you answered."
 		}
-		return "The call was cancelled."
+		return "You hung up before the call was answered."
 	}
 	if rec.Advice != "" {
 		return rec.Advice

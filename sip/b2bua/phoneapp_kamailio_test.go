@@ -32,7 +32,12 @@ func TestPhoneAppKamailioInbound(t *testing.T) {
 	ctx := ctxT(t, 40*time.Second)
 	tc, err := tu.Incoming(ctx)
 	if err != nil {
-		t.Fatal(err)
+		select {
+		case rec := <-e.Rec.ch:
+			t.Fatalf("%v; call record %+v", err, rec)
+		default:
+			t.Fatal(err)
+		}
 	}
 	inv := tc.Invite()
 	if f := inv.From(); f.Address.User != "2002" || f.DisplayName != "Desk 2002" || f.Address.Host != phoneAppDomain {

@@ -173,4 +173,31 @@ func TestPhoneAppDialCallback(t *testing.T) {
 		w.until(t, id, pbx2teams.CallEnded)
 	}
 	waitUntil(t, 5*time.Second, "BYEs at the PBX", func() bool { _, byes, _, _ := pbx.stats(); return byes == 2 })
+	e.Rec.next(t)
+	e.Rec.next(t)
+
+	// The user hangs up in Teams while the PBX destination rings: the
+	// PBX gets CANCEL.
+	pbx.ringFor = time.Hour
+	c, _ := e.B2BUA.Dial(ctx, u, "2004")
+	w.until(t, c.ID, pbx2teams.CallRinging)
+	var tc *simteams.Call
+	for _, x := range tu.Calls() {
+		if x.Invite().From().Address.User == "2004" {
+			tc = x
+		}
+	}
+	if tc == nil {
+		t.Fatal("no callback call in Teams")
+	}
+	if err := tc.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if end := w.until(t, c.ID, pbx2teams.CallEnded); end.Reason != "You hung up before the call was answered." {
+		t.Errorf("reason %q", end.Reason)
+	}
+	waitUntil(t, 5*time.Second, "CANCEL at the PBX", func() bool { _, _, cancels, _ := pbx.stats(); return cancels == 1 })
+	if rec := e.Rec.next(t); rec.Result != b2bua.ResultCancelled || rec.EndedBy != "teams" {
+		t.Errorf("record %+v", rec)
+	}
 }

@@ -196,6 +196,8 @@ func (b *B2BUA) bridgeToTeams(req *sip.Request, tx sip.ServerTransaction, u *pbx
 		c.live = &liveState{lc: pbx2teams.LiveCall{ID: c.id, AccountID: u.AccountID, UserID: u.ID,
 			Direction: pbx2teams.DirectionInbound, Remote: caller, RemoteName: callerName,
 			State: pbx2teams.CallIncoming, StartedAt: c.rec.StartedAt}}
+		c.pbxReplaces = supportsReplaces(req)
+		c.live.lc.CanAttendedTransfer = c.pbxReplaces
 	}
 	if !b.addCall(c) {
 		s.reply(req, tx, 503, "Service Unavailable", "")
