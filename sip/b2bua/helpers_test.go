@@ -179,17 +179,20 @@ var (
 	portNext int
 )
 
-// relayPorts hands each test its own port range for the relay.
+// relayPorts hands each test its own port range for the relay, above
+// the kernel's ephemeral range (32768-60999) and the benchmarks' relay
+// ranges, so that other processes on the machine do not take them.
 func relayPorts() (int, int) {
+	const base, slots = 61000, 45
 	portMu.Lock()
 	defer portMu.Unlock()
 	if portNext == 0 {
-		n, _ := rand.Int(rand.Reader, big.NewInt(90))
-		portNext = 20000 + int(n.Int64())*100
+		n, _ := rand.Int(rand.Reader, big.NewInt(slots))
+		portNext = int(n.Int64()) + 1
 	}
-	min := portNext
-	portNext += 100
-	return min, min + 99
+	slot := portNext % slots
+	portNext++
+	return base + slot*100, base + slot*100 + 99
 }
 
 const (
@@ -414,6 +417,9 @@ func (w *liveWatch) until(t *testing.T, id, state string) pbx2teams.LiveCall {
 			if (id == "" || lc.ID == id) && lc.State == state {
 				return lc
 			}
+			if lc.ID == id && (lc.State == pbx2teams.CallEnded || lc.State == pbx2teams.CallTransferred) {
+				t.Fatalf("call %s is over (%s: %s) while waiting for %q", id, lc.State, lc.Reason, state)
+			}
 		case <-timeout:
 			w.mu.Lock()
 			defer w.mu.Unlock()
@@ -421,6 +427,20 @@ func (w *liveWatch) until(t *testing.T, id, state string) pbx2teams.LiveCall {
 			return pbx2teams.LiveCall{}
 		}
 	}
+}
+
+// reached returns a state of the call already seen, or waits for it.
+func (w *liveWatch) reached(t *testing.T, id, state string) pbx2teams.LiveCall {
+	t.Helper()
+	w.mu.Lock()
+	for _, lc := range w.states {
+		if lc.ID == id && lc.State == state {
+			w.mu.Unlock()
+			return lc
+		}
+	}
+	w.mu.Unlock()
+	return w.until(t, id, state)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -3,6 +3,7 @@ package b2bua_test
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,16 @@ func TestPhoneAppKamailioInbound(t *testing.T) {
 // places: it answers (PCMU and telephone-event, run with -rtp_echo, so
 // the caller hears itself and its DTMF come back), takes a hold and a
 // resume, accepts a blind transfer (202, NOTIFY 200) and is then hung up.
-const farEnd = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+const farEnd = farEndAnswer + farEndHold + farEndRefer + farEndBye
+
+// farEndJoin answers and accepts a transfer (the one that receives an
+// attended transfer's REFER); farEndPlain answers and waits for BYE.
+const (
+	farEndJoin  = farEndAnswer + farEndRefer + farEndBye
+	farEndPlain = farEndAnswer + farEndBye
+)
+
+const farEndAnswer = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="far end of a Phone App call">
   <recv request="INVITE" crlf="true" rrs="true"/>
   <send>
@@ -126,7 +136,9 @@ a=sendrecv
     ]]>
   </send>
   <recv request="ACK" crlf="true"/>
-  <recv request="INVITE" crlf="true"/>
+`
+
+const farEndHold = `  <recv request="INVITE" crlf="true"/>
   <send>
     <![CDATA[
 SIP/2.0 200 OK
@@ -178,7 +190,9 @@ a=sendrecv
     ]]>
   </send>
   <recv request="ACK" crlf="true"/>
-  <recv request="REFER" crlf="true">
+`
+
+const farEndRefer = `  <recv request="REFER" crlf="true">
     <action>
       <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
@@ -216,7 +230,9 @@ SIP/2.0 200 OK
     ]]>
   </send>
   <recv response="200" crlf="true"/>
-  <recv request="BYE"/>
+`
+
+const farEndBye = `  <recv request="BYE"/>
   <send>
     <![CDATA[
 SIP/2.0 200 OK
@@ -339,5 +355,82 @@ func TestPhoneAppKamailioDial(t *testing.T) {
 	rec = e.Rec.next(t)
 	if rec.PBXStatus != 404 || rec.Result != b2bua.ResultFailed {
 		t.Errorf("record %+v", rec)
+	}
+}
+
+// headerValue returns the value of the first header called name in a
+// logged SIP message.
+func headerValue(msg, name string) string {
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// tagOf returns the tag parameter of a From/To value.
+func tagOf(v string) string {
+	_, t, _ := strings.Cut(v, ";tag=")
+	t, _, _ = strings.Cut(t, ";")
+	return t
+}
+
+// A Phone App user with two calls through the PBX joins them: REFER on
+// the first call's PBX dialog names the second call's far end with a
+// Replaces of that dialog; once the PBX reports success both calls end
+// as transferred.
+func TestPhoneAppKamailioAttendedTransfer(t *testing.T) {
+	k := kamailioInviteAuth(t, kamailio.Options{Transports: []string{"udp"}, Domain: pbxDomain, Children: 1,
+		Subscribers: []kamailio.Subscriber{{Username: "1001", Password: "p1001"}, {Username: "2002", Password: "p2002"},
+			{Username: "2003", Password: "p2003"}}})
+	e := newEnv(t, envOptions{phoneApp: true})
+	u, _ := e.addPhoneAppUser("1001", lo, simteams.UserOptions{AnswerAfter: 100 * time.Millisecond, Media: simteams.Pattern})
+	e.Dir.pbx[acct] = &pbx2teams.PBXSettings{AccountID: acct, Domain: pbxDomain, OutboundProxy: k.Addr(), Transport: pbx2teams.TransportUDP}
+	e.cfgPassword("1001", "p1001")
+	farA := sipp.StartT(t, sipp.Options{ScenarioXML: farEndJoin, Calls: 1, Timeout: 40 * time.Second, Messages: true,
+		Extra: []string{"-rtp_echo", "-mp", fmt.Sprint(freeUDPPort(t))}})
+	farB := sipp.StartT(t, sipp.Options{ScenarioXML: farEndPlain, Calls: 1, Timeout: 40 * time.Second, Messages: true,
+		Extra: []string{"-rtp_echo", "-mp", fmt.Sprint(freeUDPPort(t))}})
+	registerContact(t, k, "2002", "p2002", "sip:2002@"+farA.Addr())
+	registerContact(t, k, "2003", "p2003", "sip:2003@"+farB.Addr())
+	w := watchUser(t, e.B2BUA, u)
+	ctx := ctxT(t, 40*time.Second)
+
+	a, err := e.B2BUA.Dial(ctx, u, "2002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca := w.until(t, a.ID, pbx2teams.CallConnected); !ca.CanAttendedTransfer {
+		t.Fatalf("the PBX announced REFER and replaces, but %+v", ca)
+	}
+	b, err := e.B2BUA.Dial(ctx, u, "2003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.until(t, b.ID, pbx2teams.CallConnected)
+	if err := e.B2BUA.AttendedTransfer(ctx, u, a.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.reached(t, a.ID, pbx2teams.CallTransferred)
+	w.reached(t, b.ID, pbx2teams.CallTransferred)
+
+	invB := farB.Received("INVITE")
+	refers := farA.Received("REFER")
+	if len(invB) != 1 || len(refers) != 1 {
+		t.Fatalf("INVITEs at B %d, REFERs at A %d", len(invB), len(refers))
+	}
+	callID := headerValue(invB[0].Text, "Call-ID")
+	fromTag := tagOf(headerValue(invB[0].Text, "From"))
+	referTo := headerValue(refers[0].Text, "Refer-To")
+	want := "Replaces=" + url.QueryEscape(callID+";to-tag=") // B's tag follows
+	if !strings.HasPrefix(referTo, "<sip:2003@") || !strings.Contains(referTo, want) || !strings.Contains(referTo, url.QueryEscape(";from-tag="+fromTag)) {
+		t.Errorf("Refer-To %q does not replace B's dialog (Call-ID %s, our tag %s)", referTo, callID, fromTag)
+	}
+	for _, far := range []*sipp.Process{farA, farB} {
+		if res, err := far.Wait(ctx); err != nil || res.Successful != 1 {
+			t.Errorf("SIPp: %+v %v\n%s", res, err, tail(far.Messages(), 40))
+		}
 	}
 }

@@ -96,6 +96,11 @@ func TestPhoneAppExternalAccessBlocked(t *testing.T) {
 	if !strings.Contains(end.Reason, "External access in your Microsoft 365 tenant blocks the Phone App domain") {
 		t.Errorf("reason %q", end.Reason)
 	}
+	// The edge records a refusal after sending it.
+	waitUntil(t, 5*time.Second, "the edge's records", func() bool { return len(e.Edge.Records("INVITE")) >= 2 })
+	if rec := e.Rec.next(t); rec.Result != b2bua.ResultDeclined || rec.TeamsStatus != 603 || rec.PBXStatus != 0 {
+		t.Errorf("record %+v", rec)
+	}
 	if n := len(e.Edge.Records("INVITE")); n != 2 {
 		t.Errorf("the edge received %d INVITEs, want 2 (no retry after 603)", n)
 	}
