@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,7 @@ func (p *testPhones) Calls(upn string) ([]teamsclient.Call, error) {
 			out = append(out, c)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) }) // oldest first, as Teams lists them
 	return out, nil
 }
 
@@ -374,6 +376,32 @@ func TestBrowserJourney(t *testing.T) {
 	waitTab("error shown", `!d.getElementById("message").hidden && d.getElementById("message").textContent === "You already have a call ringing in Teams."`)
 
 	t.Logf("step 12 at %v", time.Since(start).Round(time.Millisecond))
+	// Attended transfer: two calls connected, the first joined to the
+	// second from its transfer panel.
+	byRemote := func(n string) string {
+		return `Array.prototype.find.call(d.querySelectorAll(".call"), function (e) { return e.querySelector(".remote").textContent === "` + n + `"; })`
+	}
+	inTab(`d.getElementById("number").value = ""`) // 204 stayed after the failed call, for a retry
+	for _, n := range []string{"205", "206"} {
+		focus("#number")
+		keys("dial "+n, n+"\r")
+		waitDialler("dial " + n)
+		ctx, cancel = context.WithTimeout(bc, 20*time.Second)
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`Array.prototype.some.call(document.querySelectorAll(".teams-call"), function (e) { return e.querySelector(".who").textContent === "`+n+`" && !!e.querySelector(".answer"); })`))
+		cancel()
+		if err != nil {
+			t.Fatalf("Teams does not ring for %s: %v", n, err)
+		}
+		do("answer "+n, chromedp.Click(chromedp.CSS(".teams-call .answer")))
+		waitTab(n+" connected", byRemote(n)+` && `+byRemote(n)+`.dataset.state === "connected"`)
+	}
+	idA, idB := inTab(byRemote("205")+`.dataset.id`), inTab(byRemote("206")+`.dataset.id`)
+	if v := inTab(`(function(){ var e = ` + byRemote("205") + `; e.querySelector(".transfer-toggle").click(); var j = e.querySelector(".attended .join"); if (!j) return "no join button"; var label = j.textContent; j.click(); return label; })()`); v != "Connect with 206" {
+		t.Fatalf("attended transfer button: %q", v)
+	}
+	waitDialler("attended " + idA + " " + idB)
+	waitTab("both calls handed over", `d.querySelector('.call[data-id=`+jsString(idA)+`]').dataset.state === "transferred" && d.querySelector('.call[data-id=`+jsString(idB)+`]').dataset.state === "transferred"`)
+
 	// 12. Teams switches to its dark theme: the tab follows. Then a narrow
 	// tab (Teams' smallest): nothing overflows sideways.
 	lightBg := inTab(`d.defaultView.getComputedStyle(d.body).backgroundColor`)

@@ -67,12 +67,15 @@
 // Teams' origins or Config.HostOrigins. initialize answers [frameContext,
 // hostClientType, runtimeConfig, sdkVersion]; getContext answers [context]
 // in the legacy flat shape (tid, userObjectId, userPrincipalName, loginHint,
-// theme); getAuthToken answers [ok, tokenOrError].
+// theme); getAuthToken answers [ok, tokenOrError]. A host message without
+// id, {func: "themeChange", args: [theme]}, switches the page's theme.
 //
 // Verified only against our own host (package msim/teamsclient), not against
 // the Teams client: the message shapes above as read from the TeamsJS
 // source, that Teams answers initialize before any other request, the legacy
-// context field names, and the set of Teams origins the page accepts. If
+// context field names, that Teams sends themeChange without the tab first
+// registering a handler, and the set of Teams origins the page accepts
+// (TeamsFrameAncestors, from TeamsJS's list of valid origins). If
 // the real client differs, the tab shows "Teams did not answer" and the fix
 // belongs in static/teams.js.
 package phoneapp

@@ -190,7 +190,8 @@
       box.textContent = "";
       if (!e.call.can_attended_transfer) return;
       Object.keys(calls).forEach(function (other) {
-        if (other === id || calls[other].call.state === "ended") return;
+        var st = calls[other].call.state;
+        if (other === id || (st !== "connected" && st !== "held")) return;
         var b = document.createElement("button");
         b.type = "button";
         b.className = "join";
