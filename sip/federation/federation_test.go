@@ -65,7 +65,11 @@ func TestPingEdge(t *testing.T) {
 	if err := l.Ping(ctxT(t)); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
-	recs := edge.Records("OPTIONS")
+	// The edge records a request after answering it.
+	var recs []simteams.Record
+	for deadline := time.Now().Add(5 * time.Second); len(recs) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		recs = edge.Records("OPTIONS")
+	}
 	if len(recs) != 1 || recs[0].Status != 200 {
 		t.Fatalf("edge records %+v", recs)
 	}
