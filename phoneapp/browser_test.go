@@ -242,6 +242,16 @@ func TestBrowserJourney(t *testing.T) {
 	if v := inTab(`d.activeElement.id`); v != "number" {
 		t.Fatalf("focus after typing is on %q", v)
 	}
+	// Tab moves on in reading order: number, delete, then the pad.
+	keys("tab", "\t")
+	if v := inTab(`d.activeElement.id`); v != "backspace" {
+		t.Fatalf("Tab from the number went to %q", v)
+	}
+	keys("tab", "\t")
+	if v := inTab(`d.activeElement.dataset.key`); v != "1" {
+		t.Fatalf("Tab from delete went to key %q", v)
+	}
+	focus("#number")
 	keys("Enter dials", "\r")
 	waitDialler("dial 201")
 	waitTab("call shows ringing you", callSel+` && `+callSel+`.dataset.state === "ringing_you"`)
