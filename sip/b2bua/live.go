@@ -83,7 +83,12 @@ func (h *liveHub) counters() {
 		}
 		h.mu.Unlock()
 		for _, c := range cs {
-			c.setLive(func(lc *pbx2teams.LiveCall) {})
+			c.live.mu.Lock()
+			st := c.live.lc.State
+			c.live.mu.Unlock()
+			if st == pbx2teams.CallConnected || st == pbx2teams.CallHeld {
+				c.setLive(func(lc *pbx2teams.LiveCall) {})
+			}
 		}
 	}
 }
