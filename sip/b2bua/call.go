@@ -69,7 +69,11 @@ func (b *B2BUA) newCall(dir string, u *pbx2teams.User) *call {
 	if b.cfg.TraceLimit > 0 {
 		c.tb = &traceBuf{limit: b.cfg.TraceLimit, recID: c.id}
 	}
-	opts := []media.CallOption{media.WithSecurity(media.LegB, b.cfg.TeamsMedia)}
+	sec := b.cfg.TeamsMedia
+	if u != nil && u.Type == pbx2teams.ServicePhoneApp {
+		sec = media.SecuritySRTP // the federation edge takes SRTP only, whatever the trunk's benchmark setting
+	}
+	opts := []media.CallOption{media.WithSecurity(media.LegB, sec)}
 	c.media = b.cfg.Relay.NewCall(c.id, opts...)
 	return c
 }

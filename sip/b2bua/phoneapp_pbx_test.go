@@ -162,7 +162,11 @@ func TestPhoneAppDialCallback(t *testing.T) {
 	if err := e.B2BUA.AttendedTransfer(ctx, u, a.ID, b.ID); pbx2teams.ErrorCode(err) != pbx2teams.EConflict || !strings.Contains(err.Error(), "blind transfer") {
 		t.Errorf("attended transfer without Replaces: %v", err)
 	}
-	if cs := e.B2BUA.Calls(u); len(cs) != 2 {
+	// A PBX that refuses REFER: the call stays as it was.
+	if err := e.B2BUA.Transfer(ctx, u, a.ID, "3003"); pbx2teams.ErrorCode(err) != pbx2teams.EConflict || !strings.Contains(err.Error(), "refused the transfer") {
+		t.Errorf("transfer refused by the PBX: %v", err)
+	}
+	if cs := e.B2BUA.Calls(u); len(cs) != 2 || cs[0].State != pbx2teams.CallConnected || cs[1].State != pbx2teams.CallConnected {
 		t.Errorf("calls %+v", cs)
 	}
 	if inv, _, _, _ := pbx.stats(); len(inv) != 2 || inv[0].From().Address.User != "1001" || inv[0].Recipient.User != "2002" {
