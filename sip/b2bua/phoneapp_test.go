@@ -56,6 +56,11 @@ func TestPhoneAppTestCall(t *testing.T) {
 	if rec.Route != pbx2teams.RoutePhoneApp || rec.Result != b2bua.ResultAnswered || rec.TeamsStatus != 200 || rec.TeamsPeer != e.Link.Edge() {
 		t.Errorf("record %+v", rec)
 	}
+	tr := e.Rec.trace(rec.ID)
+	if tr == nil || tr.CallRecordID != rec.ID || tr.CallID != inv.CallID().Value() || len(tr.Messages) < 4 ||
+		tr.Messages[0].Leg != "teams" || tr.Messages[0].Summary != "INVITE sip:1001@"+userDomain+" SIP/2.0" {
+		t.Errorf("trace %+v", tr)
+	}
 }
 
 // A tenant whose external access blocks the Phone App domain: the edge
