@@ -40,8 +40,14 @@ func testRelay(t testing.TB, mod func(*Config)) *Relay {
 	t.Helper()
 	portMu.Lock()
 	if portNext == 0 {
-		n, _ := rand.Int(rand.Reader, big.NewInt(200))
-		portNext = 30000 + int(n.Int64())*100
+		// 50000-58999: clear of the relay's default range (40000-49999),
+		// which a sandbox or another package's tests may be using with
+		// its socket pool bound.
+		n, _ := rand.Int(rand.Reader, big.NewInt(80))
+		portNext = 50000 + int(n.Int64())*100
+	}
+	if portNext+99 > 60999 {
+		portNext = 50000
 	}
 	min := portNext
 	portNext += 100
