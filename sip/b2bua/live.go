@@ -223,8 +223,14 @@ func (b *B2BUA) Calls(u *pbx2teams.User) []pbx2teams.LiveCall {
 	out := make([]pbx2teams.LiveCall, 0, len(cs))
 	for _, c := range cs {
 		c.live.mu.Lock()
-		out = append(out, c.live.lc)
+		lc := c.live.lc
 		c.live.mu.Unlock()
+		// Fresh counters: without a watcher nobody refreshes them.
+		if lc.State == pbx2teams.CallConnected || lc.State == pbx2teams.CallHeld {
+			st := c.media.Stats()
+			lc.PacketsToUser, lc.PacketsFromUser = st.B.PacketsOut, st.B.PacketsIn
+		}
+		out = append(out, lc)
 	}
 	return out
 }
