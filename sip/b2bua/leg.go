@@ -320,6 +320,12 @@ func (l *leg) requestSeq(m sip.RequestMethod, seq uint32) *sip.Request {
 		port = int(sip.DefaultPort(tr))
 	}
 	req.SetDestination(next.Host + ":" + strconv.Itoa(port))
+	if l.s.fed != nil {
+		// The federation edge is the Phone App leg's only next hop (an
+		// outbound proxy): its Contact need not resolve from here.
+		req.SetTransport("TLS")
+		req.SetDestination(l.s.fed.Edge())
+	}
 	l.s.decorate(req)
 	return req
 }
