@@ -38,8 +38,9 @@ func (s *Service) PhoneAppReached(ctx context.Context, u *User) error {
 	return s.Store.PutSetting(ctx, rejectionKey(u), "")
 }
 
-// phoneAppRejection returns the kept refusal of a user's calls, if any.
-func (s *Service) phoneAppRejection(ctx context.Context, u *User) *CallRejection {
+// PhoneAppRejection returns the kept refusal of a user's Phone App calls,
+// if any (for readiness shown outside UserReadiness).
+func (s *Service) PhoneAppRejection(ctx context.Context, u *User) *CallRejection {
 	v, err := s.Store.Setting(ctx, rejectionKey(u))
 	if err != nil || v == "" {
 		return nil

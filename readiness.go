@@ -230,6 +230,6 @@ func (s *Service) UserReadiness(ctx context.Context, p *Principal, accountID, us
 	if _, err := s.Store.AppInstall(ctx, u.AccountID, u.ObjectID); err == nil {
 		in.Installed = true
 	}
-	in.Rejection = s.phoneAppRejection(ctx, u)
+	in.Rejection = s.PhoneAppRejection(ctx, u)
 	return u, UserReadiness(u, ts, in), nil
 }

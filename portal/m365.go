@@ -251,6 +251,7 @@ func (s *server) readinessFor(r *http.Request, u *pbx2teams.User, ts *pbx2teams.
 	if _, err := s.svc.Store.AppInstall(r.Context(), u.AccountID, u.ObjectID); err == nil {
 		in.Installed = true
 	}
+	in.Rejection = s.svc.PhoneAppRejection(r.Context(), u)
 	rd := pbx2teams.UserReadiness(u, ts, in)
 	return &rd
 }

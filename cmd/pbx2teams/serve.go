@@ -129,6 +129,10 @@ type app struct {
 	// phoneAppGraph reads Graph with the Phone App's authorization
 	// (Outlook contacts for the tab); nil without a Phone App registration.
 	phoneAppGraph *m365.Client
+	// sandboxGraph and sandboxTeams are the simulated Microsoft side of
+	// serve --sandbox (nil otherwise).
+	sandboxGraph *msim.Sim
+	sandboxTeams *sandboxTeams
 }
 
 // start runs the background planes (SIP engine, feeders, sync scheduler).
@@ -230,6 +234,7 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 			a.close()
 			return nil, err
 		}
+		a.sandboxGraph, a.sandboxTeams = graph, simTeams
 	}
 	if err := a.wireSIP(c, reg); err != nil {
 		a.close()
