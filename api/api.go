@@ -58,6 +58,13 @@ type Options struct {
 	// Teams settings then report each customer's SBC FQDN
 	// (label.SBCBaseFQDN) as sbc_fqdn. Empty leaves it out.
 	SBCBaseFQDN string
+	// TestCaller places the test calls of POST .../users/{uid}/test-call
+	// (the B2BUA). When nil (calls not enabled on this node) that endpoint
+	// answers 503 with code unavailable.
+	TestCaller pbx2teams.TestCaller
+	// TestCallTimeout bounds one test call, ringing included (default
+	// DefaultTestCallTimeout).
+	TestCallTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -78,6 +85,9 @@ func (o *Options) defaults() {
 	}
 	if o.Version == "" {
 		o.Version = "1.0.0"
+	}
+	if o.TestCallTimeout <= 0 {
+		o.TestCallTimeout = DefaultTestCallTimeout
 	}
 }
 
@@ -126,6 +136,7 @@ func (s *server) routes() []route {
 		{method: "GET", path: a + "/users/{uid}", handler: s.getUser},
 		{method: "PUT", path: a + "/users/{uid}/config", handler: s.putUserConfig},
 		{method: "DELETE", path: a + "/users/{uid}/config", handler: s.deleteUserConfig},
+		{method: "POST", path: a + "/users/{uid}/test-call", handler: s.testCall},
 		{method: "GET", path: a + "/users.csv", handler: s.exportCSV},
 		{method: "POST", path: a + "/users.csv", handler: s.importCSV},
 		{method: "GET", path: a + "/calls", handler: s.listCalls},

@@ -250,13 +250,18 @@ type fixture struct {
 	a1Admin, a1Viewer    *client // sessions
 	partnerASess         *client
 	partnerBSess, b1Sess *client
+	// caller records the test calls the API places (nil with newFixtureOn).
+	caller *recordingCaller
 }
 
 const adminPassword = "correct horse battery"
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	return newFixtureOn(t, newEnv(t, Options{}))
+	caller := &recordingCaller{}
+	f := newFixtureOn(t, newEnv(t, Options{TestCaller: caller}))
+	f.caller = caller
+	return f
 }
 
 // newFixtureOn builds the fixture on e; without a sync engine A1 is not

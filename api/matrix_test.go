@@ -17,6 +17,9 @@ type matrixCase struct {
 	body        func(n int) (contentType string, body []byte)
 	legit       func(f *fixture) *client
 	legitStatus int
+	// prepare, if set, brings the fixture into the state the legitimate
+	// call needs, just before it is made.
+	prepare func(f *fixture)
 }
 
 func jsonBody(v any) func(int) (string, []byte) {
@@ -54,8 +57,9 @@ var matrixCases = map[string]matrixCase{
 	"GET /api/v1/accounts/{id}/users/{uid}": {legitStatus: 200},
 	"PUT /api/v1/accounts/{id}/users/{uid}/config": {legitStatus: 200,
 		body: jsonBody(m{"type": "standard", "sip_username": "1001", "password": "pw-matrix", "phone_number": "+441632960101"})},
-	"DELETE /api/v1/accounts/{id}/users/{uid}/config": {legitStatus: 200},
-	"GET /api/v1/accounts/{id}/users.csv":             {legitStatus: 200},
+	"DELETE /api/v1/accounts/{id}/users/{uid}/config":  {legitStatus: 200},
+	"POST /api/v1/accounts/{id}/users/{uid}/test-call": {legitStatus: 200, body: jsonBody(m{}), prepare: (*fixture).makeAlicePhoneApp},
+	"GET /api/v1/accounts/{id}/users.csv":              {legitStatus: 200},
 	"POST /api/v1/accounts/{id}/users.csv": {legitStatus: 200, body: func(int) (string, []byte) {
 		return "text/csv", []byte("email,sip_username,password,phone_number\nbob@a1.example,1002,pw-bob,+441632960102\n")
 	}},
@@ -212,6 +216,9 @@ func TestPermissionMatrix(t *testing.T) {
 		}
 	}
 	f.assertUnchanged(before, "viewers' writes")
+	if got := f.caller.calls(); len(got) != 0 {
+		t.Fatalf("refused test calls rang %v", got)
+	}
 
 	// The legitimate admins succeed.
 	for _, rt := range routes {
@@ -219,6 +226,9 @@ func TestPermissionMatrix(t *testing.T) {
 		c := f.a1Key
 		if mc.legit != nil {
 			c = mc.legit(f)
+		}
+		if mc.prepare != nil {
+			mc.prepare(f)
 		}
 		path := fill(rt.path, f.a1.ID, f.alice.ID, victims[f.a1.ID])
 		r := send(c, rt, path, f.partnerA.ID)
@@ -234,6 +244,9 @@ func TestPermissionMatrix(t *testing.T) {
 	// on; with no group chosen it failed, saying so.)
 	if err != nil || len(jobs) != 2 || jobs[0].ID == f.job.ID || jobs[0].FinishedAt == nil || jobs[0].Mode != pbx2teams.SyncModeGroups {
 		t.Errorf("the admin's sync did not run: %v %+v", err, jobs)
+	}
+	if got := f.caller.calls(); len(got) != 1 || got[0] != f.alice.UPN {
+		t.Errorf("the admin's test call rang %v, want alice once", got)
 	}
 	if u := f.user(f.bob.ID); u.SIPUsername != "1002" {
 		t.Errorf("bob was not imported: %+v", u)

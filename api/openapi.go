@@ -96,6 +96,10 @@ var operations = map[string]operation{
 		body:        &reqBody{schema: "UserConfig"}, status: 200, result: "User", errors: []int{402, 409}},
 	"DELETE /accounts/{id}/users/{uid}/config": {id: "removeUserConfig", tag: "users", summary: "Remove a user's PBX line",
 		description: "The user unregisters from the PBX and frees its licences.", status: 200, result: "User"},
+	"POST /accounts/{id}/users/{uid}/test-call": {id: "testCallUser", tag: "users", summary: "Ring a Phone App user in Teams with a test call",
+		description: "Rings the user in Teams through the Phone App's path (Teams external access), keeps the call about 2 seconds once answered, hangs up, and returns what happened and, when something is wrong, what to check. The request blocks until the call ends (at most about 40 seconds). A refusal by Microsoft (e.g. 603 when the tenant's external access blocks the Phone App's domain) is a result, not an error, and also fails the user's matching readiness check. Only for configured, enabled Phone App users (422 otherwise: a standard user is tested by calling their Teams number from the PBX); one test call per user at a time (409). Needs a role that can write. On a node where calls are not enabled this answers 503 (code unavailable). The body is optional and has no fields.",
+		body:        &reqBody{schema: "TestCallRequest", optional: true},
+		status:      200, result: "TestCallResult", errors: []int{409, 422}},
 	"GET /accounts/{id}/users.csv": {id: "exportUsersCSV", tag: "users", summary: "Export configured users as CSV",
 		description: "Columns: " + strings.Join(pbx2teams.CSVColumns, ", ") + ". The password column is always empty; an edited export imports again without changing passwords.",
 		status:      200, resultType: "text/csv"},
@@ -434,6 +438,12 @@ func schemas() m {
 		"SyncStartRequest": input("How to run the sync; the body may be left out.", nil, m{
 			"full":       m{"type": "boolean", "default": false, "description": "Force a full listing even when a delta would do."},
 			"diagnostic": m{"type": "boolean", "default": false, "description": "Log every Graph request into the job's log (for support)."},
+		}),
+		"TestCallRequest": input("No fields; the body may be left out.", nil, m{}),
+		"TestCallResult": object("The outcome of a test call, in plain words.", []string{"result", "at"}, m{
+			"result": str("What happened, e.g. \"The test call rang alice@contoso.com in Teams and was answered.\" or \"The test call was refused: 603 Declined.\""),
+			"advice": str("When something is wrong: what it means and what to check or change."),
+			"at":     dateTime("When the test call was placed."),
 		}),
 		"GroupList": object("Entra ID groups matching the search (at most 25).", []string{"groups"}, m{"groups": array(schemaRef("Group"), "")}),
 		"Check": object("One readiness check.", []string{"key", "name", "state"}, m{

@@ -172,6 +172,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Check":                pbx2teams.Check{},
 		"Readiness":            pbx2teams.Readiness{},
 		"UserReadiness":        userReadinessResponse{},
+		"TestCallRequest":      testCallRequest{},
+		"TestCallResult":       pbx2teams.TestCallResult{},
 	}
 	sch := schemas()
 	for name, s := range sch {
