@@ -30,7 +30,8 @@ test: deps
 	@export PBX2TEAMS_TEST_POSTGRES="$$(./scripts/test-postgres.sh | tail -n 1)" && \
 	  $(MAKE) --no-print-directory vet && \
 	  $(GO) test -count=1 -timeout 30m ./... && \
-	  $(MAKE) --no-print-directory fuzz
+	  $(MAKE) --no-print-directory fuzz && \
+	  ./e2e/run.sh
 
 # Each fuzz target runs for FUZZTIME on its committed corpus.
 fuzz:
@@ -56,7 +57,8 @@ bench-calls: deps
 bench-media: deps
 	./bench/media/run.sh
 
-e2e: deps build
+# The whole story a new customer lives through, end to end (see e2e/run.sh).
+e2e: deps
 	./e2e/run.sh
 
 clean:
