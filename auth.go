@@ -57,7 +57,7 @@ func (s *Service) SignIn(ctx context.Context, email, password, clientAddr string
 		if adm == nil {
 			// Spend the same time as a real check so that timing does not
 			// tell which emails exist.
-			secrets.VerifyPassword(dummyHash, password)
+			secrets.VerifyPassword(dummyHash(), password)
 		}
 		s.limiter.fail(now, "e:"+email, "a:"+clientAddr)
 		return "", nil, Errorf(EUnauthenticated, "Wrong email or password.")
@@ -72,7 +72,7 @@ func (s *Service) SignIn(ctx context.Context, email, password, clientAddr string
 	return token, sess, nil
 }
 
-var dummyHash = secrets.HashPassword("not a real password")
+var dummyHash = sync.OnceValue(func() string { return secrets.HashPassword("not a real password") })
 
 func (s *Service) sessionTTL() time.Duration {
 	if s.SessionTTL > 0 {

@@ -175,17 +175,17 @@ func (l *leg) retransmit2xx(res *sip.Response) {
 	d := sip.T1
 	deadline := time.NewTimer(64 * sip.T1)
 	defer deadline.Stop()
+	// One timer re-armed per retransmission: most calls are acknowledged
+	// before it first fires.
+	t := time.NewTimer(d)
+	defer t.Stop()
 	for {
-		t := time.NewTimer(d)
 		select {
 		case <-l.acked:
-			t.Stop()
 			return
 		case <-l.c.done:
-			t.Stop()
 			return
 		case <-deadline.C:
-			t.Stop()
 			l.c.hangup(endError, "The "+l.s.name+" side never acknowledged the answer (no ACK).")
 			return
 		case <-t.C:
@@ -193,6 +193,7 @@ func (l *leg) retransmit2xx(res *sip.Response) {
 				return
 			}
 			d = min(2*d, sip.T2)
+			t.Reset(d)
 		}
 	}
 }
