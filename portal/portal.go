@@ -50,7 +50,18 @@ type Options struct {
 	// Teams services tab shows each customer's SBC FQDN as its label under
 	// it. Empty shows the label alone.
 	SBCBaseFQDN string
+	// TestCaller places the "Test call" of a Phone App user's page (the
+	// B2BUA); nil (calls not enabled on this node) hides the button.
+	TestCaller pbx2teams.TestCaller
+	// TestCallTimeout bounds one test call, ringing included (default
+	// DefaultTestCallTimeout).
+	TestCallTimeout time.Duration
 }
+
+// DefaultTestCallTimeout bounds a test call from the portal: long enough
+// for the user to answer in Teams, short enough that the browser and any
+// proxy in front of the portal still wait for the page.
+const DefaultTestCallTimeout = 40 * time.Second
 
 // server holds the portal's state: the service, parsed templates and the
 // routes.
@@ -71,6 +82,9 @@ func New(svc *pbx2teams.Service, opts Options) http.Handler {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.TestCallTimeout <= 0 {
+		opts.TestCallTimeout = DefaultTestCallTimeout
 	}
 	s := &server{svc: svc, opts: opts, log: opts.Log}
 	s.parseTemplates()
@@ -134,6 +148,7 @@ func New(svc *pbx2teams.Service, opts Options) http.Handler {
 	cust("GET /a/{acc}/users/{user}", s.userPage)
 	cust("POST /a/{acc}/users/{user}", s.userSave)
 	cust("POST /a/{acc}/users/{user}/remove", s.userRemove)
+	cust("POST /a/{acc}/users/{user}/test-call", s.userTestCall)
 
 	mux.HandleFunc("/", s.notFoundPage)
 	return s.secureHeaders(mux)

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -154,6 +155,11 @@ type userData struct {
 	Form            userForm
 	Back            string
 	Readiness       *pbx2teams.Readiness
+	// TestCallable shows the "Test call" button (a configured, enabled
+	// Phone App user on a node with calls); TestCall is the outcome of
+	// the test call just made, if any.
+	TestCallable bool
+	TestCall     *pbx2teams.TestCallResult
 }
 
 // userForm holds the editable fields. There is no password field: a
@@ -163,10 +169,12 @@ type userForm struct {
 }
 
 func (s *server) userPage(w http.ResponseWriter, r *http.Request, rq *req) {
-	s.renderUser(w, r, rq, http.StatusOK, &page{Flash: notice(r)}, nil)
+	s.renderUser(w, r, rq, http.StatusOK, &page{Flash: notice(r)}, nil, nil)
 }
 
-func (s *server) renderUser(w http.ResponseWriter, r *http.Request, rq *req, status int, pg *page, form *userForm) {
+// renderUser shows a user's page: form, if set, is a refused form to show
+// again; tc, if set, the outcome of the test call just made.
+func (s *server) renderUser(w http.ResponseWriter, r *http.Request, rq *req, status int, pg *page, form *userForm, tc *pbx2teams.TestCallResult) {
 	ctx := r.Context()
 	u, err := s.svc.User(ctx, rq.p, rq.acc.ID, r.PathValue("user"))
 	if err != nil {
@@ -186,6 +194,8 @@ func (s *server) renderUser(w http.ResponseWriter, r *http.Request, rq *req, sta
 	d := userData{User: u, Icon: userIcon(*u), PhoneAppLicence: licensed, PhoneAppEnabled: ts.PhoneAppEnabled,
 		VoiceCapable: u.Kind.VoiceCapable() && u.Enabled && !u.Deleted, Back: "/a/" + rq.acc.ID + "/users"}
 	d.Readiness = s.readinessFor(r, u, ts)
+	d.TestCallable = s.opts.TestCaller != nil && u.Type == pbx2teams.ServicePhoneApp && u.ConsumesLicences()
+	d.TestCall = tc
 	if u.Configured() {
 		if st, ok := s.svc.Registration(u.ID); ok {
 			d.Reg = &st
@@ -222,7 +232,7 @@ func (s *server) userSave(w http.ResponseWriter, r *http.Request, rq *req) {
 		// An empty type would mean "remove"; that has its own button.
 		pg := &page{Error: "Choose the user's type: Standard or Phone App. Nothing was saved.", Code: pbx2teams.EInvalid,
 			Fields: map[string]string{"type": "Choose Standard or Phone App."}}
-		s.renderUser(w, r, rq, http.StatusUnprocessableEntity, pg, &f)
+		s.renderUser(w, r, rq, http.StatusUnprocessableEntity, pg, &f, nil)
 		return
 	}
 	c := pbx2teams.UserConfig{Type: t, SIPUsername: f.SIPUsername, AuthUsername: f.AuthUsername, PhoneNumber: f.PhoneNumber, ExternalID: f.ExternalID}
@@ -234,7 +244,7 @@ func (s *server) userSave(w http.ResponseWriter, r *http.Request, rq *req) {
 	if _, err := s.svc.ConfigureUser(r.Context(), rq.p, rq.acc.ID, uid, c); err != nil {
 		pg := &page{}
 		pg.setError(err)
-		s.renderUser(w, r, rq, s.errStatus(r, err), pg, &f)
+		s.renderUser(w, r, rq, s.errStatus(r, err), pg, &f, nil)
 		return
 	}
 	redirect(w, r, "/a/"+rq.acc.ID+"/users/"+uid, "user-saved")
@@ -245,10 +255,27 @@ func (s *server) userRemove(w http.ResponseWriter, r *http.Request, rq *req) {
 	if _, err := s.svc.ConfigureUser(r.Context(), rq.p, rq.acc.ID, uid, pbx2teams.UserConfig{Type: pbx2teams.ServiceNone}); err != nil {
 		pg := &page{}
 		pg.setError(err)
-		s.renderUser(w, r, rq, s.errStatus(r, err), pg, nil)
+		s.renderUser(w, r, rq, s.errStatus(r, err), pg, nil, nil)
 		return
 	}
 	redirect(w, r, "/a/"+rq.acc.ID+"/users/"+uid, "user-removed")
+}
+
+// userTestCall rings a Phone App user in Teams and shows the outcome on
+// their page, with their readiness as it stands after the call (a 603 from
+// external access fails that check). The request waits for the call to
+// end, within Options.TestCallTimeout.
+func (s *server) userTestCall(w http.ResponseWriter, r *http.Request, rq *req) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.TestCallTimeout)
+	defer cancel()
+	res, err := s.svc.TestCall(ctx, rq.p, s.opts.TestCaller, rq.acc.ID, r.PathValue("user"))
+	if err != nil {
+		pg := &page{}
+		pg.setError(err)
+		s.renderUser(w, r, rq, s.errStatus(r, err), pg, nil, nil)
+		return
+	}
+	s.renderUser(w, r, rq, http.StatusOK, &page{}, nil, res)
 }
 
 // lazyCSV sets the download headers on the first write, so that an error

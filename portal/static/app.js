@@ -43,6 +43,17 @@
     });
   });
 
+  // A form that waits on something slow (a test call rings for up to 40 s)
+  // says so and cannot be sent twice.
+  all('form[data-busy]').forEach(function (f) {
+    f.addEventListener('submit', function () {
+      var b = f.querySelector('button[type="submit"]');
+      if (!b) { return; }
+      // Disabled after this event, so the click still submits the form.
+      setTimeout(function () { b.disabled = true; b.textContent = f.getAttribute('data-busy'); }, 0);
+    });
+  });
+
   // Copy a one-time secret.
   all('[data-copy]').forEach(function (b) {
     b.addEventListener('click', function () {
