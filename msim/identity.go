@@ -668,7 +668,7 @@ func (s *Sim) serveAdminConsent(w http.ResponseWriter, r *http.Request, tenantSe
 	if r.Method == http.MethodGet {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		multi := tenantSeg == "organizations" || tenantSeg == "common"
-		d := pageData{Title: "Permissions requested", AppName: a.DisplayName, Action: s.base(r) + r.URL.RequestURI(),
+		d := pageData{Title: "Permissions requested", AppName: a.DisplayName, Action: s.basePath() + r.URL.RequestURI(),
 			Lead:        "is requesting permissions for your whole organization. Accepting lets it use them for every user.",
 			Permissions: a.Roles}
 		if multi {
@@ -791,7 +791,7 @@ func (s *Sim) serveAuthorize(w http.ResponseWriter, r *http.Request, tenantSeg s
 		}
 		t.mu.RUnlock()
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		d := pageData{Title: "Sign in and accept", AppName: a.DisplayName, Action: s.base(r) + r.URL.RequestURI(),
+		d := pageData{Title: "Sign in and accept", AppName: a.DisplayName, Action: s.basePath() + r.URL.RequestURI(),
 			Lead: "wants to sign you in and act on your behalf.", Users: users, Permissions: scopes}
 		if tenantSeg == "organizations" || tenantSeg == "common" {
 			d.Tenants = s.tenantOptions(t)

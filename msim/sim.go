@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,6 +232,16 @@ func (s *Sim) base(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// basePath is the path the simulator is mounted under (from
+// Options.BaseURL, e.g. "/_msim"), for links and forms on its own pages.
+func (s *Sim) basePath() string {
+	u, err := url.Parse(s.opts.BaseURL)
+	if s.opts.BaseURL == "" || err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
 }
 
 // Handler serves the login endpoints (/{tenant}/...), Graph (/v1.0/...)
