@@ -26,12 +26,21 @@ type declinedCaller struct {
 	svc    *pbx2teams.Service
 	mu     sync.Mutex
 	called []string // UPNs
+	// gate, if set, holds the call "ringing" until it is closed.
+	gate chan struct{}
 }
 
 func (c *declinedCaller) TestCall(ctx context.Context, u *pbx2teams.User) (string, string, error) {
 	c.mu.Lock()
 	c.called = append(c.called, u.UPN)
 	c.mu.Unlock()
+	if c.gate != nil {
+		select {
+		case <-c.gate:
+		case <-ctx.Done():
+			return "The test call rang " + u.UPN + " in Teams but was not answered.", "", nil
+		}
+	}
 	if err := c.svc.PhoneAppRejected(ctx, u, 603, "External access does not allow "+phoneAppDomain); err != nil {
 		return "", "", err
 	}
