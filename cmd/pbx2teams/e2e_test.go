@@ -647,6 +647,13 @@ func (e *e2e) blockedDomain(t *testing.T) {
 		BlockedDomains: []string{defaultPhoneAppDomain}}); err != nil {
 		t.Fatal(err)
 	}
+	// The admin's test call from the portal's API rings nobody and says why.
+	var tcr pbx2teams.TestCallResult
+	e.call(t, "POST", "/api/v1/accounts/"+e.customer+"/users/"+e.users[johannaUPN]+"/test-call", nil, 200, &tcr)
+	t.Logf("test call: %+v", tcr)
+	if !strings.Contains(strings.ToLower(tcr.Result+" "+tcr.Advice), "external access") {
+		t.Fatalf("test call with the domain blocked: %+v", tcr)
+	}
 	var lc pbx2teams.LiveCall
 	e.tab(t, "POST", "api/calls", map[string]string{"number": "2000"}, 201, &lc)
 	e2eWait(t, 20*time.Second, "the refused call to end in the tab", func() bool {

@@ -254,7 +254,11 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		a.close()
 		return nil, err
 	}
-	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version, Sync: dirSync, SBCBaseFQDN: c.calls.sbcFQDN}))
+	var tester pbx2teams.TestCaller // a nil interface when calls are off
+	if a.calls != nil {
+		tester = a.calls.b2b
+	}
+	mux.Handle("/api/v1/", api.New(a.svc, api.Options{Log: log, Version: version, Sync: dirSync, SBCBaseFQDN: c.calls.sbcFQDN, TestCaller: tester}))
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +270,7 @@ func open(ctx context.Context, c config, log *slog.Logger) (*app, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log, Sync: dirSync, SBCBaseFQDN: c.calls.sbcFQDN}))
+	mux.Handle("/", portal.New(a.svc, portal.Options{Secure: c.secureCookies, Log: log, Sync: dirSync, SBCBaseFQDN: c.calls.sbcFQDN, TestCaller: tester}))
 	a.handler = reg.Instrument(mux, routeClass)
 	return a, nil
 }
