@@ -39,7 +39,6 @@ import (
 
 const (
 	e2eDomain  = "pbx.test"
-	e2ePCAP    = "/usr/share/sip-tester/g711a.pcap"
 	alexUPN    = "alex.wilber@contoso.example" // standard user, Teams Phone, +44 20 7946 0102
 	alexNumber = "+442079460102"
 	johannaUPN = "johanna.lorenz@contoso.example" // Phone App user
@@ -339,7 +338,7 @@ func (e *e2e) registered(t *testing.T) {
 	}
 	// The desk phone at extension 2000: a SIPp phone that answers and
 	// echoes, registered at Kamailio.
-	e.desk = sipp.StartT(e.t, sipp.Options{ScenarioXML: e2eDeskAnswers, Calls: 2, Timeout: 5 * time.Minute, Messages: true,
+	e.desk = sipp.StartT(e.t, sipp.Options{ScenarioXML: sipp.Scenario("desk_answers"), Calls: 2, Timeout: 5 * time.Minute, Messages: true,
 		Extra: []string{"-rtp_echo", "-mp", fmt.Sprint(freeUDP(t))}})
 	e2eRegister(t, e.kam, "2000", "desk-2000", "sip:2000@"+e.desk.Addr())
 }
@@ -379,8 +378,8 @@ func (e *e2e) pbxToStandard(t *testing.T) {
 
 // deskCalls runs the SIPp caller at extension 2002 calling callee.
 func (e *e2e) deskCalls(t *testing.T, callee string) {
-	sp := sipp.StartT(t, sipp.Options{ScenarioXML: e2eDeskCalls, Remote: e.kam.Addr(), Calls: 1, Rate: 1,
-		Keys: map[string]string{"callee": callee}, Timeout: 40 * time.Second, Messages: true})
+	sp := sipp.StartT(t, sipp.Options{ScenarioXML: sipp.DeskCalls(4 * time.Second), Remote: e.kam.Addr(), Calls: 1, Rate: 1,
+		Keys: sipp.DeskCallKeys("2002", callee, e2eDomain), Timeout: 40 * time.Second, Messages: true})
 	res, err := sp.Wait(e.ctx(60 * time.Second))
 	if err != nil || res.Successful != 1 {
 		t.Fatalf("desk phone calling %s: %+v %v\n%s", callee, res, err, sp.Messages())
@@ -554,11 +553,7 @@ func (e *e2e) phoneAppDials(t *testing.T) {
 // Teams, sees packets move both ways, sends tones (heard back in Teams),
 // holds (a=inactive at the phone) and resumes, and hangs up.
 func (e *e2e) tabInBrowser(t *testing.T) {
-	scenario, err := os.ReadFile("testdata/far_end_hold.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	far := sipp.StartT(t, sipp.Options{ScenarioXML: string(scenario), Calls: 1, Timeout: 90 * time.Second, Messages: true,
+	far := sipp.StartT(t, sipp.Options{ScenarioXML: sipp.Scenario("far_answer", "far_hold", "far_bye"), Calls: 1, Timeout: 90 * time.Second, Messages: true,
 		Extra: []string{"-rtp_echo", "-mp", fmt.Sprint(freeUDP(t))}})
 	e2eRegister(t, e.kam, "2001", "desk-2001", "sip:2001@"+far.Addr())
 	johanna := e.app.sandboxTeams.sim.UserByUPN(johannaUPN)
@@ -600,7 +595,7 @@ func (e *e2e) tabInBrowser(t *testing.T) {
 	callSel := `d.querySelector(".call")`
 	waitTab("the tab says Teams is ringing her", callSel+` && `+callSel+`.dataset.state === "ringing_you"`)
 	ctx, cancel := context.WithTimeout(b.Ctx, 20*time.Second)
-	err = chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(".teams-call .answer")), chromedp.Click(chromedp.CSS(".teams-call .answer")))
+	err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(".teams-call .answer")), chromedp.Click(chromedp.CSS(".teams-call .answer")))
 	cancel()
 	if err != nil {
 		t.Fatalf("answering the callback in Teams: %v", err)
@@ -802,128 +797,3 @@ func e2eRegister(t *testing.T, k *kamailio.Server, ext, password, contact string
 		t.Fatalf("REGISTER %s: %v %v", ext, res, err)
 	}
 }
-
-// e2eDeskCalls is a desk phone (extension 2002) calling [callee] through the
-// PBX, playing G.711 audio from a pcap, hanging up after 4 s.
-const e2eDeskCalls = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="desk phone calling an extension">
-  <send retrans="500">
-    <![CDATA[
-INVITE sip:[callee]@` + e2eDomain + ` SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Desk 2002" <sip:2002@` + e2eDomain + `>;tag=[call_number]
-To: <sip:[callee]@` + e2eDomain + `>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:2002@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-  <send>
-    <![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Desk 2002" <sip:2002@` + e2eDomain + `>;tag=[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:2002@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-    ]]>
-  </send>
-  <nop><action><exec play_pcap_audio="` + e2ePCAP + `"/></action></nop>
-  <pause milliseconds="4000"/>
-  <send retrans="500">
-    <![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Desk 2002" <sip:2002@` + e2eDomain + `>;tag=[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: <sip:2002@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-`
-
-// e2eDeskAnswers is the desk phone of extension 2000: answers (PCMU and
-// telephone-event; run with -rtp_echo), keeps Record-Route, waits for BYE.
-const e2eDeskAnswers = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="desk phone answering">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]desk[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2000@[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]desk[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2000@[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-    ]]>
-  </send>
-  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-    ]]>
-  </send>
-  <timewait milliseconds="500"/>
-</scenario>
-`

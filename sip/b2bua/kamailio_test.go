@@ -96,70 +96,6 @@ func register(t *testing.T, eng *registration.Engine, k *kamailio.Server, u *pbx
 	})
 }
 
-const deskPhoneScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="desk phone calling an extension">
-  <send retrans="500">
-    <![CDATA[
-INVITE sip:[callee]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Desk 2002" <sip:2002@[remote_ip]>;tag=[call_number]
-To: <sip:[callee]@[remote_ip]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:2002@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-  <send>
-    <![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Desk 2002" <sip:2002@[remote_ip]>;tag=[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:2002@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-    ]]>
-  </send>
-  <nop><action><exec play_pcap_audio="` + pcapPath + `"/></action></nop>
-  <pause milliseconds="3000"/>
-  <send retrans="500">
-    <![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Desk 2002" <sip:2002@[remote_ip]>;tag=[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: <sip:2002@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-`
-
 // An extension-to-extension call on a real PBX: a SIPp desk phone (2002)
 // calls extension 1001 at Kamailio; Kamailio routes it to our
 // registration's Contact; the B2BUA rings the user in Teams; the pcap's
@@ -177,8 +113,8 @@ func TestKamailioExtensionCallsTeams(t *testing.T) {
 	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{AnswerAfter: 100 * time.Millisecond, Media: simteams.Echo})
 	register(t, eng, k, u, "p1001")
 
-	sp := sipp.StartT(t, sipp.Options{ScenarioXML: deskPhoneScenario, Remote: k.Addr(), Calls: 1, Rate: 1,
-		Keys: map[string]string{"callee": "1001"}, Timeout: 30 * time.Second, Messages: true})
+	sp := sipp.StartT(t, sipp.Options{ScenarioXML: sipp.DeskCalls(3 * time.Second), Remote: k.Addr(), Calls: 1, Rate: 1,
+		Keys: sipp.DeskCallKeys("2002", "1001", pbxDomain), Timeout: 30 * time.Second, Messages: true})
 	ctx := ctxT(t, 40*time.Second)
 	tc, err := tu.Incoming(ctx)
 	if err != nil {
@@ -210,66 +146,6 @@ func TestKamailioExtensionCallsTeams(t *testing.T) {
 		t.Errorf("record %+v", rec)
 	}
 }
-
-// deskPhoneAnswers is a SIPp desk phone that answers (PCMU and
-// telephone-event; run it with -rtp_echo) and, unlike SIPp's built-in uas,
-// copies Record-Route, so the dialog stays on the PBX.
-const deskPhoneAnswers = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="desk phone answering">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]desk[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]desk[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=desk 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-    ]]>
-  </send>
-  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-    ]]>
-  </send>
-  <timewait milliseconds="1000"/>
-</scenario>
-`
 
 // kamailioWithInviteAuth starts the Kamailio PBX and makes it challenge
 // every INVITE (proxy authentication against its subscribers), as a PBX
@@ -348,7 +224,7 @@ func TestKamailioTeamsCallsExtension(t *testing.T) {
 	e.Dir.pbx[acct] = &pbx2teams.PBXSettings{AccountID: acct, Domain: pbxDomain, OutboundProxy: k.Addr(), Transport: pbx2teams.TransportUDP}
 	e.cfgPassword("1001", "p1001")
 	mediaPort := freeUDPPort(t)
-	uas := sipp.StartT(t, sipp.Options{ScenarioXML: deskPhoneAnswers, Calls: 1, Timeout: 40 * time.Second, Messages: true,
+	uas := sipp.StartT(t, sipp.Options{ScenarioXML: sipp.Scenario("desk_answers"), Calls: 1, Timeout: 40 * time.Second, Messages: true,
 		Extra: []string{"-rtp_echo", "-mp", fmt.Sprint(mediaPort)}})
 	registerContact(t, k, "2002", "p2002", "sip:2002@"+uas.Addr())
 	tu := e.Tenant.AddUser(u.PhoneNumber, simteams.UserOptions{Media: simteams.Pattern})

@@ -28,8 +28,8 @@ func TestPhoneAppKamailioInbound(t *testing.T) {
 	register(t, eng, k, u, "p1001")
 	w := watchUser(t, e.B2BUA, u)
 
-	sp := sipp.StartT(t, sipp.Options{ScenarioXML: deskPhoneScenario, Remote: k.Addr(), Calls: 1, Rate: 1,
-		Keys: map[string]string{"callee": "1001"}, Timeout: 30 * time.Second, Messages: true})
+	sp := sipp.StartT(t, sipp.Options{ScenarioXML: sipp.DeskCalls(3 * time.Second), Remote: k.Addr(), Calls: 1, Rate: 1,
+		Keys: sipp.DeskCallKeys("2002", "1001", pbxDomain), Timeout: 30 * time.Second, Messages: true})
 	ctx := ctxT(t, 40*time.Second)
 	tc, err := tu.Incoming(ctx)
 	if err != nil {
@@ -79,174 +79,16 @@ func TestPhoneAppKamailioInbound(t *testing.T) {
 	}
 }
 
-// farEnd is the SIPp phone of extension 2002 for calls a Phone App user
-// places: it answers (PCMU and telephone-event, run with -rtp_echo, so
-// the caller hears itself and its DTMF come back), takes a hold and a
-// resume, accepts a blind transfer (202, NOTIFY 200) and is then hung up.
-const farEnd = farEndAnswer + farEndHold + farEndRefer + farEndBye
-
-// farEndJoin answers and accepts a transfer (the one that receives an
-// attended transfer's REFER); farEndPlain answers and waits for BYE.
-const (
-	farEndJoin  = farEndAnswer + farEndRefer + farEndBye
-	farEndPlain = farEndAnswer + farEndBye
+// The SIPp phone of extension 2002 for calls a Phone App user places
+// through the PBX: farEnd answers, takes hold and resume, accepts a blind
+// transfer and takes BYE; farEndJoin answers and accepts a transfer (the
+// one that receives an attended transfer's REFER); farEndPlain answers and
+// waits for BYE.
+var (
+	farEnd      = sipp.Scenario("far_answer", "far_hold", "far_refer", "far_bye")
+	farEndJoin  = sipp.Scenario("far_answer", "far_refer", "far_bye")
+	farEndPlain = sipp.Scenario("far_answer", "far_bye")
 )
-
-const farEndAnswer = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="far end of a Phone App call">
-  <recv request="INVITE" crlf="true" rrs="true"/>
-  <send>
-    <![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]far[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]far[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Allow: INVITE, ACK, CANCEL, BYE, REFER, NOTIFY, OPTIONS
-Supported: replaces
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=far 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-`
-
-const farEndHold = `  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=far 1 2 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=inactive
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=far 1 3 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-a=sendrecv
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-`
-
-const farEndRefer = `  <recv request="REFER" crlf="true">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-SIP/2.0 202 Accepted
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-NOTIFY [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From:[$rto]
-To:[$rfrom]
-Call-ID: [call_id]
-CSeq: 1 NOTIFY
-Contact: <sip:2002@[local_ip]:[local_port];transport=[transport]>
-Max-Forwards: 70
-Event: refer
-Subscription-State: terminated;reason=noresource
-Content-Type: message/sipfrag;version=2.0
-Content-Length: [len]
-
-SIP/2.0 200 OK
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-`
-
-const farEndBye = `  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-    ]]>
-  </send>
-  <timewait milliseconds="500"/>
-</scenario>
-`
 
 // A Phone App user dials extension 2002 from the tab: Teams rings them
 // first (the caller shown is 2002); once they answer, the call goes to
