@@ -52,7 +52,7 @@ type Config struct {
 	// across versions) and PhoneAppVersion its version.
 	PhoneAppManifestID string
 	PhoneAppVersion    string
-	// TabURL is the dialler tab's address (default PublicURL + "/phoneapp/").
+	// TabURL is the dialler tab's address (default PublicURL + "/phone/", where the phoneapp package is served).
 	TabURL string
 	// ProductName names the app in Teams (default "Phone").
 	ProductName string
@@ -90,7 +90,7 @@ func New(cfg Config) *Engine {
 	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	if cfg.TabURL == "" {
-		cfg.TabURL = cfg.PublicURL + "/phoneapp/"
+		cfg.TabURL = cfg.PublicURL + "/phone/"
 	}
 	if cfg.PhoneAppManifestID == "" {
 		cfg.PhoneAppManifestID = DefaultPhoneAppManifestID

@@ -109,7 +109,8 @@ func (v *SSOValidator) Validate(ctx context.Context, tok string) (*SSOUser, erro
 		return nil, ssoErr("its issuer does not match its tenant.")
 	}
 	if v.Tenants != nil && !v.Tenants(c.Tid) {
-		return nil, ssoErr("tenant %s is not connected to this service.", c.Tid)
+		return nil, &pbx2teams.Error{Code: pbx2teams.EUnauthenticated, Message: fmt.Sprintf(
+			"Your organisation's Microsoft 365 tenant (%s) is not connected to this phone service; ask your administrator to connect it in the portal.", c.Tid)}
 	}
 	scope := v.RequiredScope
 	if scope == "" {
