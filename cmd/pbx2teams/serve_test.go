@@ -57,7 +57,16 @@ func TestServeWiring(t *testing.T) {
 		t.Fatal("sandbox started without the call plane or the Phone App leg")
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !a.calls.trunk.Active() {
+	allUp := func() bool {
+		st := a.calls.trunk.Status()
+		for _, p := range st {
+			if !p.Up {
+				return false
+			}
+		}
+		return len(st) == 3
+	}
+	for !allUp() {
 		if time.Now().After(deadline) {
 			t.Fatalf("trunk never active: %+v", a.calls.trunk.Status())
 		}
