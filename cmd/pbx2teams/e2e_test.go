@@ -584,6 +584,13 @@ func (e *e2e) tabInBrowser(t *testing.T) {
 			t.Fatalf("click %s: %s", sel, v)
 		}
 	}
+	// The sandbox's Teams client lists the configured users to act as.
+	if err := chromedp.Do(b.Ctx, chromedp.Navigate(e.base+"/_msim/teams/"), chromedp.WaitVisible(chromedp.ID("user-list"))); err != nil {
+		t.Fatal(err)
+	}
+	if people, err := chromedp.Run(b.Ctx, chromedp.Text(chromedp.ID("user-list"))); err != nil || !strings.Contains(people, "Johanna") || !strings.Contains(people, "Alex") {
+		t.Fatalf("Teams client picker lists %q (%v)", people, err)
+	}
 	if err := chromedp.Do(b.Ctx, chromedp.Navigate(e.base+"/_msim/teams/client?upn="+url.QueryEscape(johannaUPN)),
 		chromedp.WaitReady(chromedp.ID("tab"))); err != nil {
 		t.Fatal(err)

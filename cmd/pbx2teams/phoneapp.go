@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/m365"
@@ -85,6 +86,7 @@ func (a *app) mountSandboxClient(mux *http.ServeMux, c config, graph *msim.Sim, 
 		Audience: "api://" + host + "/" + clientID,
 		TabURL:   phoneAppPath,
 		Phones:   teamsclient.SimPhones(st.sim, true),
+		Users:    a.sandboxPeople,
 		Logger:   a.log,
 	})
 	if err != nil {
@@ -92,4 +94,20 @@ func (a *app) mountSandboxClient(mux *http.ServeMux, c config, graph *msim.Sim, 
 	}
 	mux.Handle(sandboxPrefix+"/teams/", h)
 	return nil
+}
+
+// sandboxPeople lists the configured users (standard and Phone App) for the
+// sandbox Teams client's picker.
+func (a *app) sandboxPeople() []teamsclient.User {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	us, err := a.store.ConfiguredUsers(ctx, "", 200)
+	if err != nil {
+		return nil
+	}
+	out := make([]teamsclient.User, 0, len(us))
+	for _, u := range us {
+		out = append(out, teamsclient.User{UPN: u.UPN, Name: u.DisplayName})
+	}
+	return out
 }
