@@ -309,11 +309,24 @@ func run(args []string) error {
 	var b2buaRate, kamRate, p99 float64
 	var b2buaFail int64
 	if o.only != "kamailio" {
-		port, stopDUT, pid, dp, err := startDUT(o, uas.Addr())
-		if err != nil {
-			return err
+		var (
+			port, pid int
+			stopDUT   = func() {}
+			dp        *dutProc
+		)
+		// A fresh DUT after an overloaded step: calls the overload left
+		// half set up hold their media ports until their timers end them,
+		// and must not count against the next runs.
+		fresh := func() (string, int, error) {
+			stopDUT()
+			var err error
+			if port, stopDUT, pid, dp, err = startDUT(o, uas.Addr()); err != nil {
+				stopDUT = func() {}
+				return "", 0, err
+			}
+			return fmt.Sprintf("127.0.0.1:%d", port), pid, nil
 		}
-		top, fail, err := ramp(ctx, o, "b2bua", fmt.Sprintf("127.0.0.1:%d", port), csv, pid)
+		top, fail, err := ramp(ctx, o, "b2bua", csv, fresh)
 		if err != nil {
 			stopDUT()
 			return err
@@ -341,11 +354,20 @@ func run(args []string) error {
 		stopDUT()
 	}
 	if o.only != "b2bua" {
-		kport, stopKam, pid, err := startKamailio(o, uas.Addr())
-		if err != nil {
-			return err
+		var (
+			kport, pid int
+			stopKam    = func() {}
+		)
+		fresh := func() (string, int, error) {
+			stopKam()
+			var err error
+			if kport, stopKam, pid, err = startKamailio(o, uas.Addr()); err != nil {
+				stopKam = func() {}
+				return "", 0, err
+			}
+			return fmt.Sprintf("127.0.0.1:%d", kport), pid, nil
 		}
-		top, _, err := ramp(ctx, o, "kamailio", fmt.Sprintf("127.0.0.1:%d", kport), csv, pid)
+		top, _, err := ramp(ctx, o, "kamailio", csv, fresh)
 		if err != nil {
 			stopKam()
 			return err
@@ -373,7 +395,15 @@ func run(args []string) error {
 // ramp runs the steps until one fails, then the top clean step RUNS
 // times; it returns the median achieved rate and the failures of those
 // runs.
-func ramp(ctx context.Context, o options, name, target, csv string, pid int) (float64, int64, error) {
+//
+// fresh (re)starts the system under test and returns its address and pid:
+// after an overloaded step or run the next ones start from a fresh
+// process, the same for pbx2teams and Kamailio.
+func ramp(ctx context.Context, o options, name, csv string, fresh func() (string, int, error)) (float64, int64, error) {
+	target, pid, err := fresh()
+	if err != nil {
+		return 0, 0, err
+	}
 	best := 0
 	for _, rate := range o.steps {
 		r, err := step(ctx, o, name, target, csv, rate, false, pid)
@@ -384,6 +414,9 @@ func ramp(ctx context.Context, o options, name, target, csv string, pid int) (fl
 		fmt.Printf("step %s rate=%d ok=%d failed=%d achieved=%.0f dut_cpu_us_per_call=%.0f %s\n", name, rate, r.ok, r.fail,
 			r.achieved, perCall(r.dutCPU, r.ok), map[bool]string{true: "clean", false: "FAIL"}[clean])
 		if !clean {
+			if target, pid, err = fresh(); err != nil {
+				return 0, 0, err
+			}
 			break
 		}
 		best = rate
@@ -402,6 +435,11 @@ func ramp(ctx context.Context, o options, name, target, csv string, pid int) (fl
 			fmt.Printf("run %s rate=%d ok=%d failed=%d achieved=%.0f\n", name, best, r.ok, r.fail, r.achieved)
 			rates = append(rates, min(r.achieved, float64(best)))
 			fails += r.fail
+			if r.fail > 0 {
+				if target, pid, err = fresh(); err != nil {
+					return 0, 0, err
+				}
+			}
 		}
 		if fails == 0 {
 			m := pct(rates, 50)
