@@ -26,8 +26,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
 
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/internal/browser"
@@ -780,27 +778,7 @@ func e2eWait(t *testing.T, d time.Duration, what string, cond func() bool) {
 // SIPp phone playing that extension).
 func e2eRegister(t *testing.T, k *kamailio.Server, ext, password, contact string) {
 	t.Helper()
-	ua, _ := sipgo.NewUA()
-	defer ua.Close()
-	cli, _ := sipgo.NewClient(ua)
-	var ruri sip.Uri
-	_ = sip.ParseUri("sip:"+e2eDomain, &ruri)
-	req := sip.NewRequest(sip.REGISTER, ruri)
-	req.SetDestination(k.Addr())
-	aor := sip.Uri{Scheme: "sip", User: ext, Host: e2eDomain}
-	from := &sip.FromHeader{Address: aor}
-	from.Params.Add("tag", sip.GenerateTagN(8))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: aor})
-	req.AppendHeader(sip.NewHeader("Contact", "<"+contact+">"))
-	req.AppendHeader(sip.NewHeader("Expires", "600"))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := cli.Do(ctx, req)
-	if err == nil && res.StatusCode == 401 {
-		res, err = cli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: ext, Password: password})
-	}
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("REGISTER %s: %v %v", ext, res, err)
+	if err := k.RegisterContact(context.Background(), ext, password, contact); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -144,12 +144,7 @@ func (c *call) runDial(number string, ps *pbx2teams.PBXSettings, password string
 	t := b.phoneAppLeg(c, to, number, "Calling "+number)
 	c.setLeg(t)
 	res, peer, warn := c.invitePhoneApp(ctx, t, to, offer, nil)
-	c.mu.Lock()
-	c.rec.TeamsPeer = peer
-	if res != nil {
-		c.rec.TeamsStatus = res.StatusCode
-	}
-	c.mu.Unlock()
+	c.noteTeamsAnswer(res, peer)
 	if res == nil || !res.IsSuccess() {
 		c.media.CancelOffer()
 		switch {
@@ -560,12 +555,7 @@ func (b *B2BUA) TestCall(ctx context.Context, u *pbx2teams.User) (result, advice
 	c.mu.Unlock()
 	rang := false
 	res, peer, warn := c.invitePhoneApp(ctx, t, to, offer, func(*sip.Response) { rang = true })
-	c.mu.Lock()
-	c.rec.TeamsPeer = peer
-	if res != nil {
-		c.rec.TeamsStatus = res.StatusCode
-	}
-	c.mu.Unlock()
+	c.noteTeamsAnswer(res, peer)
 	if res == nil || !res.IsSuccess() {
 		c.media.CancelOffer()
 		switch {
@@ -596,4 +586,15 @@ func (b *B2BUA) TestCall(ctx context.Context, u *pbx2teams.User) (result, advice
 	}
 	c.hangup(endUser, "")
 	return "The test call rang " + u.UPN + " in Teams and was answered.", "", nil
+}
+
+// noteTeamsAnswer records which Microsoft peer took the Teams leg and its
+// final status (none when it never answered).
+func (c *call) noteTeamsAnswer(res *sip.Response, peer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rec.TeamsPeer = peer
+	if res != nil {
+		c.rec.TeamsStatus = res.StatusCode
+	}
 }
