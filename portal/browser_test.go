@@ -14,7 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pbx2teams/pbx2teams"
-	"github.com/pbx2teams/pbx2teams/internal/browser"
 	"github.com/pbx2teams/pbx2teams/portal"
 	"github.com/pbx2teams/pbx2teams/secrets"
 	"github.com/pbx2teams/pbx2teams/sqlite"
@@ -53,23 +52,9 @@ func TestBrowserProvisioningJourney(t *testing.T) {
 		t.Fatalf("test server is not on loopback: %s", srv.URL)
 	}
 
-	b := browser.New(t, browser.Options{Timeout: 120 * time.Second})
-	bc := b.Ctx
-	shots := os.Getenv("PORTAL_SCREENSHOTS")
-	shot := func(name string) {
-		if shots == "" {
-			return
-		}
-		if err := b.Screenshot(filepath.Join(shots, name+".png")); err != nil {
-			t.Log(err)
-		}
-	}
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bc, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	j := newJourney(t, 120*time.Second, "failed")
+	b, bc := j.b, j.b.Ctx
+	shot, do, text, exists := j.shot, j.do, j.text, j.exists
 	// submit clicks a button that loads a new page and returns its status.
 	submit := func(what string, sel string) int64 {
 		t.Helper()
@@ -78,22 +63,6 @@ func TestBrowserProvisioningJourney(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		return res.Status
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bc, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
-	exists := func(sel string) bool {
-		t.Helper()
-		ok, err := chromedp.Run(bc, chromedp.Evaluate[bool](`document.querySelector(`+jsString(sel)+`) !== null`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
 	}
 	pageHTML := func() string {
 		t.Helper()
@@ -303,7 +272,7 @@ func TestBrowserProvisioningJourney(t *testing.T) {
 		t.Fatalf("pbx-user licence row %q", row)
 	}
 	shot("10-licences")
-	if shots != "" {
+	if os.Getenv("PORTAL_SCREENSHOTS") != "" {
 		do("pbx", chromedp.Navigate(srv.URL+"/a/"+custID+"/pbx"))
 		shot("11-pbx")
 		do("audit", chromedp.Navigate(srv.URL+"/a/"+custID+"/audit"))

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pbx2teams/pbx2teams"
-	"github.com/pbx2teams/pbx2teams/internal/browser"
 	"github.com/pbx2teams/pbx2teams/portal"
 	"github.com/pbx2teams/pbx2teams/secrets"
 	"github.com/pbx2teams/pbx2teams/sqlite"
@@ -67,22 +65,9 @@ func TestBrowserCallLogJourney(t *testing.T) {
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test server is not on loopback: %s", srv.URL)
 	}
-	b := browser.New(t, browser.Options{Timeout: 90 * time.Second})
-	bc := b.Ctx
-	shots := os.Getenv("PORTAL_SCREENSHOTS")
-	shot := func(name string) {
-		if shots != "" {
-			if err := b.Screenshot(filepath.Join(shots, name+".png")); err != nil {
-				t.Log(err)
-			}
-		}
-	}
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bc, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	j := newJourney(t, 90*time.Second, "calls-failed")
+	b, bc := j.b, j.b.Ctx
+	shot, do, text := j.shot, j.do, j.text
 	click := func(what, sel string) {
 		t.Helper()
 		res, err := chromedp.RunResponse(bc, chromedp.Click(chromedp.CSS(sel)))
@@ -92,14 +77,6 @@ func TestBrowserCallLogJourney(t *testing.T) {
 		if res.Status != http.StatusOK {
 			t.Fatalf("%s: page status %d", what, res.Status)
 		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bc, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
 	}
 	count := func(sel string) int {
 		t.Helper()

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/pbx2teams/pbx2teams"
 	"github.com/pbx2teams/pbx2teams/dirsync"
-	"github.com/pbx2teams/pbx2teams/internal/browser"
 	"github.com/pbx2teams/pbx2teams/m365"
 	"github.com/pbx2teams/pbx2teams/msim"
 	"github.com/pbx2teams/pbx2teams/portal"
@@ -63,37 +60,9 @@ func TestBrowserMicrosoft365Journey(t *testing.T) {
 	f.licence(f.custA.ID, pbx2teams.SKUPBXUser, 10)
 	f.licence(f.custA.ID, pbx2teams.SKUPhoneAppUser, 5)
 
-	b := browser.New(t, browser.Options{Timeout: 120 * time.Second})
-	bc := b.Ctx
-	shots := os.Getenv("PORTAL_SCREENSHOTS")
-	shot := func(name string) {
-		if shots != "" {
-			_ = b.Screenshot(filepath.Join(shots, name+".png"))
-		}
-	}
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bc, actions...); err != nil {
-			shot("failed")
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bc, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
-	exists := func(sel string) bool {
-		t.Helper()
-		ok, err := chromedp.Run(bc, chromedp.Evaluate[bool](`document.querySelector(`+jsString(sel)+`) !== null`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	j := newJourney(t, 120*time.Second, "failed")
+	b, bc := j.b, j.b.Ctx
+	shot, do, text, exists := j.shot, j.do, j.text, j.exists
 	teams := srv.URL + "/a/" + f.custA.ID + "/teams"
 
 	do("sign in", chromedp.Navigate(srv.URL+"/signin"),

@@ -1,8 +1,6 @@
 package portal_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +8,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pbx2teams/pbx2teams"
-	"github.com/pbx2teams/pbx2teams/internal/browser"
 	"github.com/pbx2teams/pbx2teams/portal"
 )
 
@@ -41,31 +38,9 @@ func TestBrowserTestCallJourney(t *testing.T) {
 	if !strings.HasPrefix(f.srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("test server is not on loopback: %s", f.srv.URL)
 	}
-	b := browser.New(t, browser.Options{Timeout: 90 * time.Second})
-	bc := b.Ctx
-	shots := os.Getenv("PORTAL_SCREENSHOTS")
-	shot := func(name string) {
-		if shots != "" {
-			if err := b.Screenshot(filepath.Join(shots, name+".png")); err != nil {
-				t.Log(err)
-			}
-		}
-	}
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bc, actions...); err != nil {
-			shot("testcall-failed")
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bc, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
+	j := newJourney(t, 90*time.Second, "testcall-failed")
+	b, bc := j.b, j.b.Ctx
+	shot, do, text := j.shot, j.do, j.text
 	class := func(sel string) string {
 		t.Helper()
 		s, err := chromedp.Run(bc, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`).className`))
