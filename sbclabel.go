@@ -223,10 +223,7 @@ func (s *Service) SetSBCLabel(ctx context.Context, p *Principal, accountID, labe
 		if err != nil {
 			return err
 		}
-		ts, err := q.TeamsSettings(ctx, acc.ID)
-		if ErrorCode(err) == ENotFound {
-			ts, err = &TeamsSettings{AccountID: acc.ID, SyncIntervalMinutes: 60}, nil
-		}
+		ts, err := teamsSettingsOrNew(ctx, q, acc.ID)
 		if err != nil {
 			return err
 		}

@@ -244,10 +244,7 @@ func (s *Service) SetTeamsOptions(ctx context.Context, p *Principal, accountID s
 		if err != nil {
 			return err
 		}
-		ts, err := q.TeamsSettings(ctx, acc.ID)
-		if ErrorCode(err) == ENotFound {
-			ts, err = &TeamsSettings{AccountID: acc.ID, SyncIntervalMinutes: 60}, nil
-		}
+		ts, err := teamsSettingsOrNew(ctx, q, acc.ID)
 		if err != nil {
 			return err
 		}
@@ -320,4 +317,14 @@ func (s *Service) SetTeamsOptions(ctx context.Context, p *Principal, accountID s
 		return s.audit(ctx, q, p, acc.ID, "teams.update", acc.ID, strings.Join(changes, ", "))
 	})
 	return out, err
+}
+
+// teamsSettingsOrNew returns a customer's Teams settings, or new defaults
+// when none were stored yet.
+func teamsSettingsOrNew(ctx context.Context, q Queries, accountID string) (*TeamsSettings, error) {
+	ts, err := q.TeamsSettings(ctx, accountID)
+	if ErrorCode(err) == ENotFound {
+		return &TeamsSettings{AccountID: accountID, SyncIntervalMinutes: 60}, nil
+	}
+	return ts, err
 }

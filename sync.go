@@ -258,10 +258,7 @@ func (s *Service) updateTeams(ctx context.Context, p *Principal, accountID, acti
 		if err != nil {
 			return err
 		}
-		ts, err := q.TeamsSettings(ctx, acc.ID)
-		if ErrorCode(err) == ENotFound {
-			ts, err = &TeamsSettings{AccountID: acc.ID, SyncIntervalMinutes: 60}, nil
-		}
+		ts, err := teamsSettingsOrNew(ctx, q, acc.ID)
 		if err != nil {
 			return err
 		}
