@@ -126,9 +126,13 @@ func callerOf(req *sip.Request) (number, name string) {
 	f := req.From()
 	number, name = f.Address.User, f.DisplayName
 	if strings.EqualFold(number, "anonymous") || number == "" {
+		var ids []string // an empty P-Asserted-Identity lists nothing
 		if h := req.GetHeader("P-Asserted-Identity"); h != nil {
-			var u sip.Uri
-			if n, err := sip.ParseAddressValue(splitHeaderList(h.Value())[0], &u, nil); err == nil && u.User != "" {
+			ids = splitHeaderList(h.Value())
+		}
+		var u sip.Uri
+		if len(ids) > 0 {
+			if n, err := sip.ParseAddressValue(ids[0], &u, nil); err == nil && u.User != "" {
 				number = u.User
 				if name == "" || strings.EqualFold(name, "anonymous") {
 					name = n
